@@ -1,0 +1,50 @@
+// Proxies for tests: in-process (fast, for most tests) or as a real child process (for kill tests).
+import { spawn, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { parseConfig, startProxy, type RunningProxy } from '../../src/index.js';
+import { freePort, waitForPort, type RedisServer } from './redis-server.js';
+
+export async function startTestProxy(redis: RedisServer, extraFlags: string[] = []): Promise<RunningProxy> {
+  const config = parseConfig(['--port', '0', '--upstream', redis.url, ...extraFlags], {})!;
+  return startProxy(config);
+}
+
+const CLI = fileURLToPath(new URL('../../dist/cli.js', import.meta.url));
+
+/** The built CLI in its own process, so a test can SIGKILL it. */
+export class ProxyProcess {
+  process: ChildProcess | null = null;
+  port = 0;
+  output = '';
+
+  constructor(
+    private readonly upstreamUrl: string,
+    private readonly extraFlags: string[] = [],
+  ) {}
+
+  async start(): Promise<this> {
+    if (this.port === 0) this.port = await freePort();
+    const child = spawn(process.execPath, [CLI, '--port', String(this.port), '--upstream', this.upstreamUrl, ...this.extraFlags], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    child.stdout!.on('data', (chunk: Buffer) => (this.output += chunk.toString()));
+    child.stderr!.on('data', (chunk: Buffer) => (this.output += chunk.toString()));
+    this.process = child;
+    await waitForPort(this.port);
+    return this;
+  }
+
+  async stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> {
+    const child = this.process;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return child?.exitCode ?? null;
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    child.kill(signal);
+    const code = await exited;
+    this.process = null;
+    return code;
+  }
+
+  kill(): Promise<number | null> {
+    return this.stop('SIGKILL');
+  }
+}
