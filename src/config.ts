@@ -1,0 +1,123 @@
+// Settings of one proxy: command-line flags override environment variables override defaults.
+import type { FramerLimits } from './resp/request-framer.js';
+import { DEFAULT_LIMITS } from './resp/request-framer.js';
+
+export interface UpstreamAddress {
+  host: string;
+  port: number;
+  /** Credentials for the proxy's own control connections only: client sessions authenticate themselves. */
+  username?: string;
+  password?: string;
+  /** Database new client sessions start in (SELECT before the client's first command). */
+  db: number;
+}
+
+export interface ProxyConfig {
+  bind: string;
+  port: number;
+  upstream: UpstreamAddress;
+  /** Prefix of every internal key and channel; the same for every proxy in front of one Redis. */
+  prefix: string;
+  limits: FramerLimits;
+  /** Reaper lease time to live; a dead leader is replaced within about this long. */
+  leaseMs: number;
+}
+
+export const DEFAULTS = {
+  bind: '127.0.0.1',
+  port: 6380,
+  upstream: 'redis://127.0.0.1:6379',
+  prefix: 'notifylist:',
+  leaseMs: 3000,
+} as const;
+
+export class ConfigError extends Error {}
+
+export function parseUpstreamUrl(text: string): UpstreamAddress {
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    throw new ConfigError(`invalid upstream URL '${text}' (expected redis://[user[:password]@]host[:port][/db])`);
+  }
+  if (url.protocol !== 'redis:') throw new ConfigError(`unsupported upstream URL scheme '${url.protocol}' (only redis://)`);
+  const dbText = url.pathname.replace(/^\//, '');
+  const db = dbText === '' ? 0 : Number(dbText);
+  if (!Number.isInteger(db) || db < 0) throw new ConfigError(`invalid database '${dbText}' in upstream URL`);
+  const port = url.port === '' ? 6379 : Number(url.port);
+  return {
+    host: url.hostname.replace(/^\[|\]$/g, '') || '127.0.0.1',
+    port,
+    username: url.username ? decodeURIComponent(url.username) : undefined,
+    password: url.password ? decodeURIComponent(url.password) : undefined,
+    db,
+  };
+}
+
+const ENVIRONMENT: Record<string, string> = {
+  bind: 'NOTIFYLIST_BIND',
+  port: 'NOTIFYLIST_PORT',
+  upstream: 'NOTIFYLIST_UPSTREAM',
+  prefix: 'NOTIFYLIST_PREFIX',
+  'max-bulk-length': 'NOTIFYLIST_MAX_BULK_LENGTH',
+  'max-multibulk-length': 'NOTIFYLIST_MAX_MULTIBULK_LENGTH',
+  'max-inline-length': 'NOTIFYLIST_MAX_INLINE_LENGTH',
+  'lease-ms': 'NOTIFYLIST_LEASE_MS',
+};
+
+export const USAGE = `Usage: notifylist-proxy [options]
+
+A RESP proxy in front of Redis that turns key writes and expirations into events in Redis lists.
+
+Options (each also from the environment variable shown):
+  --bind <address>              listen address (NOTIFYLIST_BIND, default ${DEFAULTS.bind})
+  --port <port>                 listen port (NOTIFYLIST_PORT, default ${DEFAULTS.port})
+  --upstream <url>              redis://[user[:password]@]host[:port][/db] (NOTIFYLIST_UPSTREAM,
+                                default ${DEFAULTS.upstream}); user and password are used by the
+                                proxy's own control connections, db is where client sessions start
+  --prefix <prefix>             internal key prefix (NOTIFYLIST_PREFIX, default ${DEFAULTS.prefix})
+  --max-bulk-length <bytes>     largest bulk argument (NOTIFYLIST_MAX_BULK_LENGTH, default ${DEFAULT_LIMITS.maxBulkLength})
+  --max-multibulk-length <n>    most arguments in one request (NOTIFYLIST_MAX_MULTIBULK_LENGTH, default ${DEFAULT_LIMITS.maxMultibulkLength})
+  --max-inline-length <bytes>   longest inline request (NOTIFYLIST_MAX_INLINE_LENGTH, default ${DEFAULT_LIMITS.maxInlineLength})
+  --lease-ms <ms>               reaper leader lease (NOTIFYLIST_LEASE_MS, default ${DEFAULTS.leaseMs})
+  --help                        this text
+`;
+
+/** Returns null when --help was asked for. */
+export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env): ProxyConfig | null {
+  const values = new Map<string, string>();
+  for (const [name, variable] of Object.entries(ENVIRONMENT)) {
+    const value = env[variable];
+    if (value !== undefined && value !== '') values.set(name, value);
+  }
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    if (arg === '--help' || arg === '-h') return null;
+    const match = /^--([a-z-]+)(?:=(.*))?$/.exec(arg);
+    if (!match || !(match[1] in ENVIRONMENT)) throw new ConfigError(`unknown option '${arg}' (see --help)`);
+    const value = match[2] ?? argv[++i];
+    if (value === undefined) throw new ConfigError(`option --${match[1]} needs a value`);
+    values.set(match[1], value);
+  }
+  const integer = (name: string, fallback: number, min: number): number => {
+    const text = values.get(name);
+    if (text === undefined) return fallback;
+    const n = Number(text);
+    if (!Number.isInteger(n) || n < min) throw new ConfigError(`--${name} must be an integer >= ${min}, got '${text}'`);
+    return n;
+  };
+  const port = integer('port', DEFAULTS.port, 0);
+  if (port > 65535) throw new ConfigError(`--port must be at most 65535`);
+  return {
+    bind: values.get('bind') ?? DEFAULTS.bind,
+    port,
+    upstream: parseUpstreamUrl(values.get('upstream') ?? DEFAULTS.upstream),
+    prefix: values.get('prefix') ?? DEFAULTS.prefix,
+    limits: {
+      maxBulkLength: integer('max-bulk-length', DEFAULT_LIMITS.maxBulkLength, 1),
+      maxMultibulkLength: integer('max-multibulk-length', DEFAULT_LIMITS.maxMultibulkLength, 1),
+      maxInlineLength: integer('max-inline-length', DEFAULT_LIMITS.maxInlineLength, 1),
+    },
+    leaseMs: integer('lease-ms', DEFAULTS.leaseMs, 100),
+  };
+}

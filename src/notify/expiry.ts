@@ -1,0 +1,204 @@
+// Reporting expirations, exactly once. Every path that learns of an expiry (the keyevent
+// subscription, the reaper) calls the library's notifylist_expired, which removes the key's
+// index entry and pushes `expired` only if it removed it and the deadline has passed.
+import { randomUUID } from 'node:crypto';
+import type { Redis } from 'ioredis';
+import type { Registry } from './registry.js';
+import { binary, inDatabase } from './redis-control.js';
+
+/** Keys per FCALL: bounds the time one call blocks Redis. */
+const BATCH = 500;
+/** SCAN COUNT of one backfill step, and steps per database per pass (then other work runs). */
+const BACKFILL_COUNT = 1000;
+const BACKFILL_STEPS_PER_PASS = 8;
+
+export class ExpiryReporter {
+  private queued = new Map<number, Set<string>>();
+  private flushScheduled = false;
+  readonly eventsPushed = new Map<number, number>();
+
+  constructor(
+    private readonly control: Redis,
+    private readonly registry: Registry,
+    private readonly log: (line: string) => void,
+  ) {}
+
+  /** From the keyevent subscription: queue, and report in batches on the next tick. */
+  queue(db: number, key: string): void {
+    if (!this.registry.forDb(db)?.hasAny(key)) return;
+    let keys = this.queued.get(db);
+    if (!keys) this.queued.set(db, (keys = new Set()));
+    keys.add(key);
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      setImmediate(() => void this.flushQueued());
+    }
+  }
+
+  private async flushQueued(): Promise<void> {
+    this.flushScheduled = false;
+    const queued = this.queued;
+    this.queued = new Map();
+    for (const [db, keys] of queued) {
+      try {
+        await this.report(db, [...keys]);
+      } catch (error) {
+        // Not lost: the index entry stays, and the reaper reports it.
+        this.log(`expired events for db ${db} deferred to the reaper: ${(error as Error).message}`);
+      }
+    }
+  }
+
+  /** Reports the given keys of one database through the atomic function; returns events pushed. */
+  async report(db: number, keys: string[]): Promise<number> {
+    const index = this.registry.forDb(db);
+    let pushed = 0;
+    for (let start = 0; start < keys.length; start += BATCH) {
+      const batch = keys.slice(start, start + BATCH);
+      const triples: Buffer[] = [];
+      batch.forEach((key, i) => {
+        index?.match(key, (pattern, list) => triples.push(binary(String(i + 1)), binary(pattern), binary(list)));
+      });
+      const [result] = await inDatabase(this.control, db, [
+        ['FCALL', 'notifylist_expired', batch.length, ...batch.map(binary), triples.length / 3, ...triples],
+      ]);
+      const count = Number(result);
+      pushed += count;
+      this.eventsPushed.set(db, (this.eventsPushed.get(db) ?? 0) + count);
+    }
+    return pushed;
+  }
+}
+
+/**
+ * One reaper at a time among all proxies (a lease in Redis) finds index entries whose deadline
+ * has passed and reports them. It sleeps until the next deadline; a write that creates a new
+ * earliest deadline wakes it (the library publishes on the wake channel).
+ */
+export class Reaper {
+  readonly id = randomUUID();
+  isLeader = false;
+  /** Redis clock minus local clock, in ms (deadlines are on Redis's clock). */
+  private clockOffset = 0;
+  private leaseTimer: NodeJS.Timeout | null = null;
+  private wakeTimer: NodeJS.Timeout | null = null;
+  private running = false;
+  private again = false;
+  private stopped = false;
+  /** Set when the last pass failed (connection lost); the next ready event retries. */
+  lastError: string | null = null;
+
+  constructor(
+    private readonly control: Redis,
+    private readonly registry: Registry,
+    private readonly reporter: ExpiryReporter,
+    private readonly prefix: string,
+    private readonly leaseMs: number,
+    private readonly log: (line: string) => void,
+  ) {}
+
+  private get leaseKey(): string {
+    return `${this.prefix}reaper`;
+  }
+
+  private get indexKey(): string {
+    return `${this.prefix}expiry`;
+  }
+
+  start(): void {
+    this.stopped = false;
+    void this.renewLease();
+    this.leaseTimer = setInterval(() => void this.renewLease(), Math.max(50, Math.floor(this.leaseMs / 3)));
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.leaseTimer) clearInterval(this.leaseTimer);
+    if (this.wakeTimer) clearTimeout(this.wakeTimer);
+    if (this.isLeader) {
+      this.isLeader = false;
+      await inDatabase(this.control, 0, [['FCALL', 'notifylist_release', 1, this.leaseKey, this.id]]).catch(() => undefined);
+    }
+  }
+
+  async measureClock(): Promise<void> {
+    const before = Date.now();
+    const [seconds, micros] = (await this.control.time()) as [string | number, string | number];
+    const after = Date.now();
+    this.clockOffset = Number(seconds) * 1000 + Math.floor(Number(micros) / 1000) - (before + after) / 2;
+  }
+
+  private async renewLease(): Promise<void> {
+    if (this.stopped) return;
+    try {
+      const [held] = await inDatabase(this.control, 0, [['FCALL', 'notifylist_lease', 1, this.leaseKey, this.id, this.leaseMs]]);
+      const wasLeader = this.isLeader;
+      this.isLeader = Number(held) === 1;
+      if (this.isLeader && !wasLeader) {
+        this.log(`reaper lease taken (${this.id})`);
+        this.wake();
+      }
+      if (!this.isLeader && wasLeader) this.log('reaper lease lost');
+    } catch {
+      this.isLeader = false; // cannot prove we still hold it
+    }
+  }
+
+  /** Reap now (deadline reached, new earliest deadline, reconnect, registry change). */
+  wake(): void {
+    if (this.stopped || !this.isLeader) return;
+    if (this.running) {
+      this.again = true;
+      return;
+    }
+    this.running = true;
+    void this.pass().finally(() => {
+      this.running = false;
+      if (this.again) {
+        this.again = false;
+        this.wake();
+      }
+    });
+  }
+
+  /** A few bounded steps of the database's pending backfills; true if some remain. */
+  private async backfill(db: number): Promise<boolean> {
+    for (let step = 0; step < BACKFILL_STEPS_PER_PASS; step++) {
+      const [pending] = await inDatabase(this.control, db, [['FCALL', 'notifylist_backfill', 0, BACKFILL_COUNT]]);
+      if (Number(pending) === 0) return false;
+    }
+    return true;
+  }
+
+  private async pass(): Promise<void> {
+    if (this.wakeTimer) clearTimeout(this.wakeTimer);
+    this.wakeTimer = null;
+    let next = Infinity;
+    let backfillPending = false;
+    try {
+      for (const db of this.registry.databases()) {
+        if (await this.backfill(db)) backfillPending = true;
+        for (;;) {
+          const now = Math.floor(Date.now() + this.clockOffset);
+          const [due] = (await inDatabase(this.control, db, [
+            ['ZRANGE', this.indexKey, '-inf', String(now - 1), 'BYSCORE', 'LIMIT', 0, BATCH],
+          ])) as [Buffer[]];
+          if (due.length > 0) await this.reporter.report(db, due.map((key) => key.toString('latin1')));
+          if (due.length < BATCH) break;
+        }
+        const [first] = (await inDatabase(this.control, db, [['ZRANGE', this.indexKey, 0, 0, 'WITHSCORES']])) as [Buffer[]];
+        if (first.length === 2) next = Math.min(next, Number(first[1].toString()));
+      }
+      this.lastError = null;
+    } catch (error) {
+      this.lastError = (error as Error).message;
+      next = Date.now() + this.clockOffset + 1000;
+    }
+    if (this.stopped || !this.isLeader) return;
+    if (backfillPending) next = Math.min(next, Date.now() + this.clockOffset + 5);
+    // Due when Redis's clock passes the deadline (now > deadline). A safety poll once a second
+    // covers a lost wake message.
+    const delay = Number.isFinite(next) ? next + 1 - (Date.now() + this.clockOffset) : 1000;
+    this.wakeTimer = setTimeout(() => this.wake(), Math.min(1000, Math.max(1, delay)));
+  }
+}

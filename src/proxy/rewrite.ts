@@ -1,0 +1,186 @@
+// Which client requests the proxy changes, and into what. Everything else is forwarded as its
+// original bytes. A rewritten request becomes an FCALL of the notifylist function library that
+// runs the original command on the client's own connection (same db, user, MULTI, protocol).
+import type { RequestFrame } from '../resp/request-framer.js';
+import { bulkString, multibulkHeader } from '../resp/encode.js';
+import type { PatternIndex } from '../notify/pattern-index.js';
+
+interface WriteCommand {
+  /** Redis accepts the argument count (otherwise forward unchanged: Redis rejects it itself,
+   * before running it, and inside MULTI that aborts EXEC exactly as without the proxy). */
+  accepts(argc: number): boolean;
+  /** Argument positions of the keys the command writes, in argument order. */
+  keyPositions(argc: number): number[];
+}
+
+const FIRST_KEY = (): number[] => [1];
+const EVERY_OTHER_KEY = (argc: number): number[] => {
+  const positions: number[] = [];
+  for (let i = 1; i < argc; i += 2) positions.push(i);
+  return positions;
+};
+const keyValuePairs = (argc: number): boolean => argc >= 3 && argc % 2 === 1;
+
+const ALL_KEYS = (argc: number): number[] => Array.from({ length: argc - 1 }, (_, i) => i + 1);
+const atLeast = (n: number) => (argc: number): boolean => argc >= n;
+const exactly = (n: number) => (argc: number): boolean => argc === n;
+
+/**
+ * Commands rewritten when one of their keys matches a registration. The set family fires `set`
+ * (REDIS-FACTS.md; the library knows when each one wrote); the others change a key's TTL or
+ * remove or move the key, and run through the library so that the expiry index stays true.
+ */
+const WRITE_COMMANDS = new Map<string, WriteCommand>([
+  ['set', { accepts: atLeast(3), keyPositions: FIRST_KEY }],
+  ['setnx', { accepts: exactly(3), keyPositions: FIRST_KEY }],
+  ['setex', { accepts: exactly(4), keyPositions: FIRST_KEY }],
+  ['psetex', { accepts: exactly(4), keyPositions: FIRST_KEY }],
+  ['getset', { accepts: exactly(3), keyPositions: FIRST_KEY }],
+  ['mset', { accepts: keyValuePairs, keyPositions: EVERY_OTHER_KEY }],
+  ['msetnx', { accepts: keyValuePairs, keyPositions: EVERY_OTHER_KEY }],
+  ['expire', { accepts: atLeast(3), keyPositions: FIRST_KEY }],
+  ['pexpire', { accepts: atLeast(3), keyPositions: FIRST_KEY }],
+  ['expireat', { accepts: atLeast(3), keyPositions: FIRST_KEY }],
+  ['pexpireat', { accepts: atLeast(3), keyPositions: FIRST_KEY }],
+  ['persist', { accepts: exactly(2), keyPositions: FIRST_KEY }],
+  ['getex', { accepts: atLeast(2), keyPositions: FIRST_KEY }],
+  ['getdel', { accepts: exactly(2), keyPositions: FIRST_KEY }],
+  ['del', { accepts: atLeast(2), keyPositions: ALL_KEYS }],
+  ['unlink', { accepts: atLeast(2), keyPositions: ALL_KEYS }],
+  ['rename', { accepts: exactly(3), keyPositions: () => [1, 2] }],
+  ['renamenx', { accepts: exactly(3), keyPositions: () => [1, 2] }],
+  ['copy', { accepts: atLeast(3), keyPositions: () => [1, 2] }],
+  ['restore', { accepts: atLeast(4), keyPositions: FIRST_KEY }],
+  // KEYS[2] stands for the same key in the target database, whose registrations apply there.
+  ['move', { accepts: exactly(3), keyPositions: () => [1, 1] }],
+]);
+
+/** Flushes keep the registrations (see notifylist_flush); SWAPDB moves them with the data. */
+const FLUSH_COMMANDS = new Set(['flushdb', 'flushall']);
+
+/** NOTIFYLIST.* commands and the library function each one runs. */
+const ADMIN_COMMANDS = new Map<string, string>([
+  ['notifylist.set', 'notifylist_set'],
+  ['notifylist.del', 'notifylist_del'],
+  ['notifylist.list', 'notifylist_list'],
+  ['notifylist.info', 'notifylist_info'],
+]);
+
+/** Command names bucketed by length, so most requests (GET, HGET, ...) are rejected by one compare. */
+const NAMES_BY_LENGTH = new Map<number, string[]>();
+for (const name of [...WRITE_COMMANDS.keys(), ...ADMIN_COMMANDS.keys(), ...FLUSH_COMMANDS, 'swapdb']) {
+  const names = NAMES_BY_LENGTH.get(name.length) ?? [];
+  names.push(name);
+  NAMES_BY_LENGTH.set(name.length, names);
+}
+
+function commandName(frame: RequestFrame): string | undefined {
+  if (frame.argc === 0) return undefined;
+  const names = NAMES_BY_LENGTH.get(frame.argLength(0));
+  if (names === undefined) return undefined;
+  for (const name of names) if (frame.argIs(0, name)) return name;
+  return undefined;
+}
+
+/** Candidate registrations a key may match: the proxy's registry, plus the client's own
+ * registrations that the registry may not have caught up with yet. */
+export interface CandidateSources {
+  registry: PatternIndex;
+  pending: PatternIndex | null;
+}
+
+/** What the rewriter needs to know of the client's session. */
+export interface SessionState extends CandidateSources {
+  /** The client has sent AUTH (or HELLO ... AUTH) since it connected or RESET. */
+  authAttempted: boolean;
+}
+
+export type Rewrite =
+  | { kind: 'forward' }
+  | { kind: 'replace'; bytes: Buffer[]; registers?: { pattern: string; list: string } };
+
+const FORWARD: Rewrite = { kind: 'forward' };
+
+/** What the rewriter needs from the control plane. */
+export interface ControlHooks {
+  /** Number of databases of the upstream Redis. */
+  databases(): number;
+  /** This proxy's state for NOTIFYLIST.INFO: id, reaper leader 0|1, subscription up|down. */
+  infoFields(): string[];
+  /** Something may have moved registrations without a change message (SWAPDB). */
+  registryMayHaveChanged(): void;
+  /** New connections must AUTH before any command. */
+  authRequired(): boolean;
+}
+
+export class Rewriter {
+  constructor(
+    private readonly internalPrefix: string,
+    private readonly control: ControlHooks,
+  ) {}
+
+  rewrite(frame: RequestFrame, candidates: SessionState): Rewrite {
+    const name = commandName(frame);
+    if (name === undefined) return FORWARD;
+    if (name === 'swapdb') {
+      this.control.registryMayHaveChanged();
+      return FORWARD;
+    }
+    if (FLUSH_COMMANDS.has(name)) {
+      if (frame.argc > 2 || (candidates.registry.size === 0 && candidates.pending === null)) return FORWARD;
+      return { kind: 'replace', bytes: fcall('notifylist_flush', [], [String(this.control.databases())], frame, 0) };
+    }
+    const adminFunction = ADMIN_COMMANDS.get(name);
+    if (adminFunction !== undefined) {
+      if (name === 'notifylist.info' && frame.argc === 1) {
+        return { kind: 'replace', bytes: fcall(adminFunction, [], [String(this.control.databases()), ...this.control.infoFields()], frame, 1) };
+      }
+      const bytes = fcall(adminFunction, [], [], frame, 1);
+      if (name === 'notifylist.set' && frame.argc === 3) {
+        return { kind: 'replace', bytes, registers: { pattern: frame.argLatin1(1), list: frame.argLatin1(2) } };
+      }
+      return { kind: 'replace', bytes };
+    }
+    const command = WRITE_COMMANDS.get(name)!;
+    if (candidates.registry.size === 0 && candidates.pending === null) return FORWARD;
+    if (!command.accepts(frame.argc)) return FORWARD;
+    // Redis refuses an unauthenticated client's write with NOAUTH; unchanged, it still does. (A
+    // rewritten one could instead hit Redis's "unauthenticated multibulk length" limit of 10.)
+    if (!candidates.authAttempted && this.control.authRequired()) return FORWARD;
+
+    const keys: string[] = [];
+    const triples: string[] = [];
+    for (const position of command.keyPositions(frame.argc)) {
+      const key = frame.argLatin1(position);
+      keys.push(key);
+      if (key.startsWith(this.internalPrefix)) continue; // internal keys never match patterns
+      const keyIndex = String(keys.length);
+      const visit = (pattern: string, list: string): void => {
+        triples.push(keyIndex, pattern, list);
+      };
+      if (candidates.registry.hasAny(key)) candidates.registry.match(key, visit);
+      candidates.pending?.match(key, visit);
+    }
+    if (triples.length === 0) return FORWARD;
+    return { kind: 'replace', bytes: fcall('notifylist_write', keys, [String(triples.length / 3), ...triples], frame, 0) };
+  }
+}
+
+/**
+ * FCALL <fn> <numkeys> <keys...> <extra...> <frame args from `fromArg` on>. The frame's own
+ * arguments are reused as their raw bytes (values are never re-encoded); only inline requests,
+ * which have no such bytes, are encoded.
+ */
+function fcall(fn: string, keys: string[], extra: string[], frame: RequestFrame, fromArg: number): Buffer[] {
+  const tailCount = frame.argc - fromArg;
+  let head = multibulkHeader(3 + keys.length + extra.length + tailCount) + bulkString('FCALL') + bulkString(fn);
+  head += bulkString(String(keys.length));
+  for (const key of keys) head += bulkString(key);
+  for (const arg of extra) head += bulkString(arg);
+  const headBytes = Buffer.from(head, 'latin1');
+  if (tailCount <= 0) return [headBytes];
+  if (!frame.inline) return [headBytes, frame.buf.subarray(frame.argHeaderStart(fromArg), frame.end)];
+  let tail = '';
+  for (let i = fromArg; i < frame.argc; i++) tail += bulkString(frame.argLatin1(i));
+  return [headBytes, Buffer.from(tail, 'latin1')];
+}

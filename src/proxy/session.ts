@@ -1,0 +1,219 @@
+// One client connection and its own upstream connection to Redis. All connection state (db,
+// auth, MULTI, WATCH, subscriptions, protocol, CLIENT settings) lives in Redis, exactly as without
+// the proxy. Requests are framed, not decoded; replies are forwarded as raw bytes, never read.
+import { connect, type Socket } from 'node:net';
+import type { FramerLimits, ProtocolError, RequestFrame } from '../resp/request-framer.js';
+import { RequestFramer } from '../resp/request-framer.js';
+import { encodeCommand } from '../resp/encode.js';
+import { PatternIndex } from '../notify/pattern-index.js';
+import type { Registry } from '../notify/registry.js';
+import type { Rewriter, SessionState } from './rewrite.js';
+
+export interface SessionOptions {
+  upstreamHost: string;
+  upstreamPort: number;
+  /** Database the session starts in; selected before the client's first command. */
+  initialDb: number;
+  limits: FramerLimits;
+  registry: Registry;
+  rewriter: Rewriter;
+  /** New upstream connections must AUTH first. */
+  authRequired: () => boolean;
+}
+
+/** A client's own registrations are kept at most this many at a time until the registry has them. */
+const MAX_PENDING_REGISTRATIONS = 1024;
+
+export class Session {
+  private readonly framer: RequestFramer;
+  private readonly upstream: Socket;
+  /** Registrations this client sent that the shared registry may not show yet (pipelining). */
+  private pending: PatternIndex | null = null;
+  private pendingPairs: Array<{ pattern: string; list: string }> = [];
+  private pendingVersion = -1;
+  /** What the rewriter reads of this session; one object, updated in place (hot path). */
+  private readonly state: SessionState;
+  /** Replies to the proxy's own handshake (SELECT) still to be swallowed. */
+  private handshakeReplies = 0;
+  private handshakeBuffer = '';
+  private poisoned = false;
+  private closed = false;
+  // The run of consecutive forwarded-as-is bytes not yet written (coalesced into one write).
+  private runBuf: Buffer | null = null;
+  private runStart = 0;
+  private runEnd = 0;
+
+  constructor(
+    private readonly client: Socket,
+    private readonly options: SessionOptions,
+    private readonly onClose: (session: Session) => void,
+  ) {
+    this.framer = new RequestFramer(options.limits);
+    this.state = { registry: options.registry.all, pending: null, authAttempted: false };
+    client.setNoDelay(true);
+    client.pause(); // nothing is read until the upstream connection is there
+    const upstream = connect({ host: options.upstreamHost, port: options.upstreamPort, noDelay: true });
+    this.upstream = upstream;
+
+    let connected = false;
+    upstream.once('connect', () => {
+      connected = true;
+      if (options.initialDb !== 0) {
+        this.handshakeReplies = 1;
+        upstream.write(encodeCommand(['SELECT', String(options.initialDb)]));
+      }
+      client.resume();
+    });
+    upstream.on('data', (chunk: Buffer) => this.fromUpstream(chunk));
+    upstream.on('drain', () => {
+      if (!this.poisoned) client.resume();
+    });
+    // Redis closed (QUIT, CLIENT KILL, protocol error, shutdown): the client still gets every
+    // reply already read, then its connection ends.
+    upstream.on('end', () => client.end());
+    upstream.on('close', () => client.destroySoon());
+    upstream.on('error', (error: NodeJS.ErrnoException) => {
+      if (connected || client.destroyed) return;
+      // Never connected: tell the client why, Redis-style, then close.
+      client.end(`-ERR notifylist-proxy: upstream ${options.upstreamHost}:${options.upstreamPort} unavailable (${error.code ?? error.message})\r\n`);
+    });
+
+    client.on('data', (chunk: Buffer) => this.fromClient(chunk));
+    client.on('drain', () => upstream.resume());
+    // A client that half-closes: Redis closes on EOF too, so pass the EOF on.
+    client.on('end', () => upstream.end());
+    client.on('close', () => this.close());
+    client.on('error', () => client.destroy());
+  }
+
+  /** Stops reading the client and ends both connections once written. */
+  shutdown(): void {
+    this.client.pause();
+    this.upstream.end();
+    this.client.end();
+  }
+
+  /** The client connection is gone: drop the upstream connection with it. */
+  private close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.upstream.destroy();
+    this.onClose(this);
+  }
+
+  private fromClient(chunk: Buffer): void {
+    if (this.poisoned) return;
+    const upstream = this.upstream;
+    upstream.cork();
+    const error = this.framer.push(chunk, this.onFrame);
+    this.flushRun();
+    if (error) this.poison(error);
+    upstream.uncork();
+    // Backpressure: a Redis that does not keep up stops us reading the client.
+    if (upstream.writableNeedDrain) this.client.pause();
+  }
+
+  private readonly onFrame = (frame: RequestFrame): void => {
+    if (frame.argc > 0 && this.options.authRequired()) this.trackAuth(frame);
+    if (this.pending !== null) this.state.pending = this.pendingIndex();
+    const rewrite = this.options.rewriter.rewrite(frame, this.state);
+    if (rewrite.kind === 'forward') {
+      if (frame.buf === this.runBuf && frame.start === this.runEnd) {
+        this.runEnd = frame.end;
+      } else {
+        this.flushRun();
+        this.runBuf = frame.buf;
+        this.runStart = frame.start;
+        this.runEnd = frame.end;
+      }
+      return;
+    }
+    this.flushRun();
+    for (const bytes of rewrite.bytes) this.upstream.write(bytes);
+    if (rewrite.registers) this.addPending(rewrite.registers.pattern, rewrite.registers.list);
+  };
+
+  private trackAuth(frame: RequestFrame): void {
+    const state = this.state;
+    if (frame.argIs(0, 'auth')) state.authAttempted = true;
+    else if (frame.argIs(0, 'reset')) state.authAttempted = false;
+    else if (frame.argIs(0, 'hello')) {
+      for (let i = 1; i < frame.argc; i++) if (frame.argIs(i, 'auth')) state.authAttempted = true;
+    }
+  }
+
+  private flushRun(): void {
+    if (this.runBuf === null) return;
+    this.upstream.write(this.runBuf.subarray(this.runStart, this.runEnd));
+    this.runBuf = null;
+  }
+
+  /**
+   * Malformed request: everything before it was forwarded; now send Redis bytes that make it fail
+   * with the very same error and close the connection. The client thus gets all earlier replies,
+   * then Redis's own error text, in order, and only this connection closes.
+   */
+  private poison(error: ProtocolError): void {
+    this.poisoned = true;
+    this.client.pause();
+    this.client.removeAllListeners('data');
+    this.upstream.write(error.upstreamTrigger);
+  }
+
+  private fromUpstream(chunk: Buffer): void {
+    if (this.handshakeReplies > 0) {
+      chunk = this.swallowHandshake(chunk);
+      if (chunk.length === 0) return;
+    }
+    if (!this.client.write(chunk)) this.upstream.pause();
+  }
+
+  /** Drops the replies to the proxy's own SELECT (simple `+OK` / `-ERR ...` lines). */
+  private swallowHandshake(chunk: Buffer): Buffer {
+    let offset = 0;
+    while (this.handshakeReplies > 0 && offset < chunk.length) {
+      const newline = chunk.indexOf(10, offset);
+      const end = newline === -1 ? chunk.length : newline + 1;
+      this.handshakeBuffer += chunk.toString('latin1', offset, end);
+      offset = end;
+      if (newline === -1) break;
+      this.handshakeReplies--;
+      const line = this.handshakeBuffer;
+      this.handshakeBuffer = '';
+      if (line.startsWith('-')) {
+        this.client.end(`-ERR notifylist-proxy: cannot select database ${this.options.initialDb}: ${line.slice(1)}`);
+        this.upstream.destroy();
+        return Buffer.alloc(0);
+      }
+    }
+    return chunk.subarray(offset);
+  }
+
+  private pendingIndex(): PatternIndex | null {
+    if (this.pending === null) return null;
+    const registry = this.options.registry;
+    if (this.pendingVersion !== registry.version) {
+      // Drop what the registry has caught up with.
+      this.pendingVersion = registry.version;
+      this.pendingPairs = this.pendingPairs.filter(({ pattern, list }) => !registry.has(pattern, list));
+      this.rebuildPending();
+    }
+    return this.pending;
+  }
+
+  private addPending(pattern: string, list: string): void {
+    this.pendingPairs.push({ pattern, list });
+    if (this.pendingPairs.length > MAX_PENDING_REGISTRATIONS) this.pendingPairs.shift();
+    this.rebuildPending();
+  }
+
+  private rebuildPending(): void {
+    let index: PatternIndex | null = null;
+    if (this.pendingPairs.length > 0) {
+      index = new PatternIndex();
+      for (const { pattern, list } of this.pendingPairs) index.add(pattern, list);
+    }
+    this.pending = index;
+    this.state.pending = index;
+  }
+}
