@@ -32,7 +32,7 @@ export class ControlPlane implements ControlHooks {
   subscribed = false;
   /** New connections must AUTH first (see Rewriter: such clients' writes stay unchanged until they try). */
   private authIsRequired = false;
-  private authProbeTimer: NodeJS.Timeout | null = null;
+  private maintenanceTimer: NodeJS.Timeout | null = null;
   private running = false;
   private databaseCount = 16;
   private reloading: Promise<void> | null = null;
@@ -62,6 +62,23 @@ export class ControlPlane implements ControlHooks {
 
   private async probeAuth(): Promise<void> {
     this.authIsRequired = await probeAuthRequired(this.config.upstream);
+  }
+
+  /**
+   * Things that change without a reconnect: requirepass / the ACL default user, and the function
+   * library (FUNCTION FLUSH, or a restart without persistence that ioredis did not notice).
+   */
+  private async maintain(): Promise<void> {
+    await this.probeAuth();
+    try {
+      const libraries = (await this.control.call('FUNCTION', 'LIST', 'LIBRARYNAME', 'notifylist')) as unknown[];
+      if (libraries.length === 0) {
+        this.log('function library missing; loading it again');
+        await this.prepare();
+      }
+    } catch {
+      // Disconnected: the ready handler prepares everything again.
+    }
   }
 
   infoFields(): string[] {
@@ -99,9 +116,8 @@ export class ControlPlane implements ControlHooks {
       throw new StartupError(`cannot prepare Redis at ${this.upstreamName}: ${(error as Error).message}`);
     }
     this.running = true;
-    // requirepass / ACL default user can change at run time: look again now and then.
-    this.authProbeTimer = setInterval(() => void this.probeAuth(), 5000);
-    this.authProbeTimer.unref();
+    this.maintenanceTimer = setInterval(() => void this.maintain(), 5000);
+    this.maintenanceTimer.unref();
 
     // After any reconnect: library and flags again (Redis may have restarted), then registrations,
     // then the reaper catches up on everything that fell due meanwhile.
@@ -135,7 +151,7 @@ export class ControlPlane implements ControlHooks {
 
   async stop(): Promise<void> {
     this.running = false;
-    if (this.authProbeTimer) clearInterval(this.authProbeTimer);
+    if (this.maintenanceTimer) clearInterval(this.maintenanceTimer);
     await this.reaper.stop();
     this.subscriber.disconnect();
     await this.control.quit().catch(() => this.control.disconnect());
