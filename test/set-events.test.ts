@@ -194,6 +194,23 @@ describe('set events', () => {
     expect(entries[0]).toBe('{"key":"k\\"quoted\\"","op":"set"}');
   });
 
+  it('10,000 registrations (literal, prefix and glob): each write reaches exactly its lists', async () => {
+    const pipeline = client.pipeline();
+    for (let i = 0; i < 4000; i++) pipeline.call('NOTIFYLIST.SET', `lit:${i}`, `lit_list_${i % 10}`);
+    for (let i = 0; i < 4000; i++) pipeline.call('NOTIFYLIST.SET', `pre:${i}:*`, `pre_list_${i % 10}`);
+    for (let i = 0; i < 2000; i++) pipeline.call('NOTIFYLIST.SET', `g?o:${i}:[ab]`, `glob_list_${i % 10}`);
+    await pipeline.exec();
+    await waitFor(async () => proxy.controlPlane.registry.all.size, (n) => n >= 10_001, 5000);
+    expect(proxy.controlPlane.registry.all.size).toBe(10_001); // plus k* from beforeEach
+    await client.mset('lit:17', '1', 'pre:42:x', '1', 'glo:7:b', '1', 'glo:7:c', '1', 'lit:17x', '1');
+    expect(await events('lit_list_7')).toEqual([{ key: 'lit:17', op: 'set' }]);
+    expect(await events('pre_list_2')).toEqual([{ key: 'pre:42:x', op: 'set' }]);
+    expect(await events('glob_list_7')).toEqual([{ key: 'glo:7:b', op: 'set' }]);
+    const index = proxy.controlPlane.registry.all;
+    index.hasAny('pre:3999:zzz');
+    expect(index.lastProbeCount).toBeLessThan(20);
+  });
+
   it('refuses the write (atomically) when the event list holds another type', async () => {
     await direct.set('events', 'not a list');
     await expect(client.set('k1', 'v')).rejects.toThrow(/WRONGTYPE notifylist/);

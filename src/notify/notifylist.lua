@@ -115,38 +115,48 @@ end
 -- The one place that reports an indexed key's expiry: removes the index entry and pushes
 -- `expired` only if the indexed incarnation's deadline has passed. Exactly once, whoever calls.
 -- Touching the key (PEXPIRETIME) lets Redis delete an expired key now, so Redis's own
--- notifications agree with ours.
+-- notifications agree with ours. Returns the events pushed and whether an entry remains.
+-- `now` (Redis's clock, ms) is read only when the key has an entry, unless the caller has it.
 local function settle(key, lists, now)
   local deadline = tonumber(redis.call('ZSCORE', EXPIRY, key))
-  if not deadline then return 0 end
+  if not deadline then return 0, false end
+  now = now or now_ms()
   local current = redis.call('PEXPIRETIME', key) -- -2: no key, -1: no TTL
   if deadline >= now then
     -- Not due. Keep the entry true to the key (changed or deleted outside the proxy).
     if current == -2 or current == -1 then
       redis.call('ZREM', EXPIRY, key)
+      return 0, false
     elseif current ~= deadline then
       redis.call('ZADD', EXPIRY, current, key)
     end
-    return 0
+    return 0, true
   end
   redis.call('ZREM', EXPIRY, key)
-  return push_event(key, 'expired', lists)
+  return push_event(key, 'expired', lists), false
 end
 
 local function is_error(reply)
   return type(reply) == 'table' and reply['err'] ~= nil
 end
 
--- Did the command write? `before_exists` is EXISTS of KEYS[1] before the command (SET NX/XX).
+-- SET's condition: 'nx', 'xx' or nil. (A value equal to "NX" is never at an option position
+-- that matters: with a conflicting or misplaced option Redis answers a syntax error.)
+local function set_condition(args)
+  local condition = nil
+  for i = 4, #args do
+    local option = string.lower(args[i])
+    if option == 'nx' or option == 'xx' then condition = option end
+  end
+  return condition
+end
+
+-- Did SET write? `before_exists` is EXISTS of the key before the command, read only for NX/XX.
 local function set_wrote(args, reply, before_exists)
   if is_error(reply) then return false end
-  local nx, xx = false, false
-  for i = 3, #args do
-    local option = string.lower(args[i])
-    if option == 'nx' then nx = true elseif option == 'xx' then xx = true end
-  end
-  if nx then return before_exists == 0 end
-  if xx then return before_exists == 1 end
+  local condition = set_condition(args)
+  if condition == 'nx' then return before_exists == 0 end
+  if condition == 'xx' then return before_exists == 1 end
   return true
 end
 
@@ -163,13 +173,13 @@ local SET_FAMILY = { set = true, setnx = true, setex = true, psetex = true, gets
 -- Keeps a key's index entry true after a command that may have changed its TTL or removed it
 -- (EXPIRE*, PERSIST, GETEX, DEL, UNLINK, GETDEL, RENAME*, COPY, RESTORE). A key that is gone was
 -- deleted, not expired: its entry is dropped without an event.
-local function sync_index(key)
+local function sync_index(key, had_entry)
   local deadline = redis.call('PEXPIRETIME', key)
   if deadline > 0 then
     redis.call('ZADD', EXPIRY, deadline, key)
     local first = redis.call('ZRANGE', EXPIRY, 0, 0)[1]
     if first == key then redis.call('PUBLISH', WAKE, deadline) end
-  else
+  elseif had_entry ~= false then
     redis.call('ZREM', EXPIRY, key)
   end
   return deadline
@@ -205,16 +215,16 @@ local function notifylist_write(keys, argv)
   local name = string.lower(args[1])
 
   -- Settle first: an indexed incarnation that has already expired is reported before the write.
-  local now = nil
+  local indexed = {}
   for index, key in ipairs(keys) do
     if lists_by_key[index] then
-      now = now or now_ms()
-      settle(key, lists_by_key[index], now)
+      local _, remains = settle(key, lists_by_key[index])
+      indexed[index] = remains
     end
   end
 
   local before_exists = nil
-  if name == 'set' then before_exists = redis.call('EXISTS', keys[1]) end
+  if name == 'set' and set_condition(args) then before_exists = redis.call('EXISTS', keys[1]) end
   local moved_deadline = nil
   if name == 'move' then moved_deadline = redis.call('PEXPIRETIME', keys[1]) end
 
@@ -231,7 +241,7 @@ local function notifylist_write(keys, argv)
         if lists then
           push_event(key, 'set', lists)
           -- A deadline already in the past (SET ... PXAT <past>): Redis drops the key at once.
-          if sync_index(key) == -2 then push_event(key, 'expired', lists) end
+          if sync_index(key, indexed[index]) == -2 then push_event(key, 'expired', lists) end
         end
       end
     end

@@ -2,7 +2,7 @@
 // auth, MULTI, WATCH, subscriptions, protocol, CLIENT settings) lives in Redis, exactly as without
 // the proxy. Requests are framed, not decoded; replies are forwarded as raw bytes, never read.
 import { connect, type Socket } from 'node:net';
-import type { FramerLimits, ProtocolError, RequestFrame } from '../resp/request-framer.js';
+import type { FramerLimits, RequestFrame } from '../resp/request-framer.js';
 import { RequestFramer } from '../resp/request-framer.js';
 import { encodeCommand } from '../resp/encode.js';
 import { PatternIndex } from '../notify/pattern-index.js';
@@ -38,6 +38,8 @@ export class Session {
   private handshakeBuffer = '';
   private poisoned = false;
   private closed = false;
+  /** Pieces for the upstream socket from the current client chunk, written at its end. */
+  private readonly outgoing: Buffer[] = [];
   // The run of consecutive forwarded-as-is bytes not yet written (coalesced into one write).
   private runBuf: Buffer | null = null;
   private runStart = 0;
@@ -103,14 +105,26 @@ export class Session {
 
   private fromClient(chunk: Buffer): void {
     if (this.poisoned) return;
-    const upstream = this.upstream;
-    upstream.cork();
     const error = this.framer.push(chunk, this.onFrame);
     this.flushRun();
-    if (error) this.poison(error);
-    upstream.uncork();
+    if (error) this.outgoing.push(error.upstreamTrigger);
+    this.writeOutgoing();
+    if (error) this.poison();
     // Backpressure: a Redis that does not keep up stops us reading the client.
-    if (upstream.writableNeedDrain) this.client.pause();
+    if (this.upstream.writableNeedDrain) this.client.pause();
+  }
+
+  /** One write for the usual single piece; several go out corked, as one writev. */
+  private writeOutgoing(): void {
+    const outgoing = this.outgoing;
+    if (outgoing.length === 1) {
+      this.upstream.write(outgoing[0]);
+    } else if (outgoing.length > 1) {
+      this.upstream.cork();
+      for (const piece of outgoing) this.upstream.write(piece);
+      this.upstream.uncork();
+    }
+    outgoing.length = 0;
   }
 
   private readonly onFrame = (frame: RequestFrame): void => {
@@ -129,7 +143,7 @@ export class Session {
       return;
     }
     this.flushRun();
-    for (const bytes of rewrite.bytes) this.upstream.write(bytes);
+    for (const bytes of rewrite.bytes) this.outgoing.push(bytes);
     if (rewrite.registers) this.addPending(rewrite.registers.pattern, rewrite.registers.list);
   };
 
@@ -143,21 +157,21 @@ export class Session {
   }
 
   private flushRun(): void {
-    if (this.runBuf === null) return;
-    this.upstream.write(this.runBuf.subarray(this.runStart, this.runEnd));
+    const run = this.runBuf;
+    if (run === null) return;
+    this.outgoing.push(this.runStart === 0 && this.runEnd === run.length ? run : run.subarray(this.runStart, this.runEnd));
     this.runBuf = null;
   }
 
   /**
-   * Malformed request: everything before it was forwarded; now send Redis bytes that make it fail
-   * with the very same error and close the connection. The client thus gets all earlier replies,
+   * Malformed request: everything before it was forwarded, followed by bytes that make Redis fail
+   * with the very same error and close the connection (the framer's upstreamTrigger). The client thus gets all earlier replies,
    * then Redis's own error text, in order, and only this connection closes.
    */
-  private poison(error: ProtocolError): void {
+  private poison(): void {
     this.poisoned = true;
     this.client.pause();
     this.client.removeAllListeners('data');
-    this.upstream.write(error.upstreamTrigger);
   }
 
   private fromUpstream(chunk: Buffer): void {
