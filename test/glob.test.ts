@@ -3,7 +3,7 @@
 import fc from 'fast-check';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { MAX_STAR_NESTING, classifyPattern, globMatch, literalPrefix, prefixClassMatches } from '../src/notify/glob.js';
+import { MAX_STAR_NESTING, classifyPattern, globMatch, literalPrefix, prefixClassMatches, requiredSubstring } from '../src/notify/glob.js';
 import { startRedis, type RedisServer } from './helpers/redis-server.js';
 
 /** [pattern, key, expected]; binary strings (one char per byte). Every row is also checked on Redis. */
@@ -404,5 +404,27 @@ describe('differential against redis-server (SCAN MATCH)', () => {
     ];
     const actual = await redisMatches(patterns);
     expect(mismatches(patterns, keys, actual).map((line) => line.slice(0, 200))).toEqual([]);
+  });
+});
+
+describe('requiredSubstring (the pattern index pre-filter)', () => {
+  it('is contained in every key the pattern matches', () => {
+    const piece = fc.constantFrom('a', 'b', 'ab', ':', '*', '?', '[ab]', '[^a]', '[a-c]', '[]', '[^]', '\\*', '\\', '[', ']', '-', '\xff');
+    const pattern = fc.array(piece, { maxLength: 8 }).map((parts) => parts.join(''));
+    const key = fc.array(fc.constantFrom('a', 'b', 'c', ':', '*', '\\', '[', ']', '-', '\xff'), { maxLength: 8 }).map((b) => b.join(''));
+    fc.assert(
+      fc.property(pattern, key, (p, k) => {
+        if (globMatch(p, k)) expect(k.includes(requiredSubstring(p))).toBe(true);
+      }),
+      { numRuns: 20_000 },
+    );
+  });
+
+  it('picks the longest literal run after the prefix, skipping classes and escapes', () => {
+    expect(requiredSubstring('user:*:session:?x')).toBe(':session:');
+    expect(requiredSubstring('*[abc]def*')).toBe('def');
+    expect(requiredSubstring('a*\\*bc*')).toBe('bc');
+    expect(requiredSubstring('*[]x]yz')).toBe('x]yz');
+    expect(requiredSubstring('abc')).toBe('');
   });
 });

@@ -156,6 +156,54 @@ export function classifyPattern(pattern: string): PatternClass {
 }
 
 /**
+ * The longest run of literal bytes after the literal prefix (outside classes, no escapes). Every
+ * key the pattern matches contains it, so `key.includes(run)` is a sound, cheap pre-filter
+ * before globMatch. "" when there is no such run.
+ */
+export function requiredSubstring(pattern: string): string {
+  let longest = '';
+  let runStart = -1;
+  const endRun = (at: number): void => {
+    if (runStart >= 0 && at - runStart > longest.length) longest = pattern.slice(runStart, at);
+    runStart = -1;
+  };
+  let p = literalPrefix(pattern).length;
+  while (p < pattern.length) {
+    const byte = pattern.charCodeAt(p);
+    if (byte === STAR || byte === QUESTION) {
+      endRun(p);
+      p++;
+    } else if (byte === BACKSLASH) {
+      endRun(p);
+      p += 2;
+    } else if (byte === OPEN_BRACKET) {
+      endRun(p);
+      p = classEnd(pattern, p);
+    } else {
+      if (runStart < 0) runStart = p;
+      p++;
+    }
+  }
+  endRun(pattern.length);
+  return longest;
+}
+
+/** Index just past the `[...]` class starting at `open`, walking it as matchFrom does. */
+function classEnd(pattern: string, open: number): number {
+  const end = pattern.length;
+  let p = open + 1;
+  if (byteAt(pattern, p) === CARET) p++;
+  for (;;) {
+    const classByte = byteAt(pattern, p);
+    if (classByte === BACKSLASH && end - p >= 2) p += 2;
+    else if (classByte === CLOSE_BRACKET) return p + 1;
+    else if (p >= end) return end;
+    else if (end - p >= 3 && pattern.charCodeAt(p + 1) === DASH) p += 3;
+    else p++;
+  }
+}
+
+/**
  * The index semantics of a `prefix` class, exactly: `P*` (P non-empty) matches iff the key starts
  * with P; `*` alone matches every key except "".
  */
