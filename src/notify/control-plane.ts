@@ -32,6 +32,7 @@ export class ControlPlane implements ControlHooks {
   subscribed = false;
   /** New connections must AUTH first (see Rewriter: such clients' writes stay unchanged until they try). */
   private authIsRequired = false;
+  private lastControlError: string | null = null;
   private maintenanceTimer: NodeJS.Timeout | null = null;
   private running = false;
   private databaseCount = 16;
@@ -45,8 +46,11 @@ export class ControlPlane implements ControlHooks {
     const retry = (): boolean => this.running;
     this.control = createControlClient(config.upstream, 'notifylist-proxy:control', retry);
     this.subscriber = createControlClient(config.upstream, 'notifylist-proxy:events', retry);
-    // ioredis reconnects by itself; errors in between are reported by the events below.
-    this.control.on('error', () => undefined);
+    // ioredis reconnects by itself; errors in between are reported by the events below. The last
+    // one says why a start-up connection failed (connect() itself only says "Connection is closed").
+    this.control.on('error', (error: Error) => {
+      this.lastControlError = error.message;
+    });
     this.subscriber.on('error', () => undefined);
     this.reporter = new ExpiryReporter(this.control, this.registry, log);
     this.reaper = new Reaper(this.control, this.registry, this.reporter, config.prefix, config.leaseMs, log);
@@ -65,11 +69,13 @@ export class ControlPlane implements ControlHooks {
   }
 
   /**
-   * Things that change without a reconnect: requirepass / the ACL default user, and the function
-   * library (FUNCTION FLUSH, or a restart without persistence that ioredis did not notice).
+   * Things that change without a reconnect: requirepass / the ACL default user, databases that
+   * hold index entries but no registrations any more, and the function library (FUNCTION FLUSH,
+   * or a restart without persistence that ioredis did not notice).
    */
   private async maintain(): Promise<void> {
     await this.probeAuth();
+    await this.reaper.findIndexedDatabases(this.databaseCount).catch(() => undefined);
     try {
       const libraries = (await this.control.call('FUNCTION', 'LIST', 'LIBRARYNAME', 'notifylist')) as unknown[];
       if (libraries.length === 0) {
@@ -85,12 +91,6 @@ export class ControlPlane implements ControlHooks {
     return [this.reaper.id, this.reaper.isLeader ? '1' : '0', this.subscribed ? 'up' : 'down'];
   }
 
-  registryMayHaveChanged(): void {
-    // The command is still on its way to Redis: look again shortly, and once more a bit later.
-    setTimeout(() => void this.reload(), 10).unref();
-    setTimeout(() => void this.reload(), 200).unref();
-  }
-
   get upstreamName(): string {
     return `${this.config.upstream.host}:${this.config.upstream.port}`;
   }
@@ -99,7 +99,13 @@ export class ControlPlane implements ControlHooks {
     try {
       await this.control.connect();
     } catch (error) {
-      throw new StartupError(`cannot reach Redis at ${this.upstreamName}: ${(error as Error).message}`);
+      const reason = this.lastControlError ?? (error as Error).message;
+      const refusedAuth = /NOAUTH|WRONGPASS|NOPERM|invalid password|AUTH/i.test(reason);
+      throw new StartupError(
+        refusedAuth
+          ? `Redis at ${this.upstreamName} refused the proxy's authentication: ${reason}`
+          : `cannot reach Redis at ${this.upstreamName}: ${reason}`,
+      );
     }
     const info = await this.control.info('server').catch((error: Error) => {
       throw new StartupError(`Redis at ${this.upstreamName} refused INFO: ${error.message}`);

@@ -87,6 +87,8 @@ export class Reaper {
   private stopped = false;
   /** Set when the last pass failed (connection lost); the next ready event retries. */
   lastError: string | null = null;
+  /** Databases with index entries, whether or not they still have registrations. */
+  private indexedDatabases: number[] = [];
 
   constructor(
     private readonly control: Redis,
@@ -161,6 +163,20 @@ export class Reaper {
     });
   }
 
+  /** Looks for index entries in every database (they outlive the database's last registration:
+   * reaping them then pushes nothing, but removes them). */
+  async findIndexedDatabases(databaseCount: number): Promise<void> {
+    const pipeline = this.control.pipeline();
+    for (let db = 0; db < databaseCount; db++) pipeline.select(db).zcard(this.indexKey);
+    const results = (await pipeline.exec()) ?? [];
+    const found: number[] = [];
+    for (let db = 0; db < databaseCount; db++) {
+      const [error, count] = results[2 * db + 1];
+      if (!error && Number(count) > 0) found.push(db);
+    }
+    this.indexedDatabases = found;
+  }
+
   /** A few bounded steps of the database's pending backfills; true if some remain. */
   private async backfill(db: number): Promise<boolean> {
     for (let step = 0; step < BACKFILL_STEPS_PER_PASS; step++) {
@@ -176,7 +192,8 @@ export class Reaper {
     let next = Infinity;
     let backfillPending = false;
     try {
-      for (const db of this.registry.databases()) {
+      const databases = new Set([...this.registry.databases(), ...this.indexedDatabases]);
+      for (const db of databases) {
         if (await this.backfill(db)) backfillPending = true;
         for (;;) {
           const now = Math.floor(Date.now() + this.clockOffset);

@@ -82,23 +82,40 @@ local function verified_lists(argv, first)
   return lists_by_key, first + 1 + 3 * count
 end
 
--- Refuses (before anything is written) what would make a push fail halfway: an event list that
--- holds another type, or an ACL user that may not push to it or maintain the expiry index.
-local function check_targets(lists_by_key)
-  for _, lists in pairs(lists_by_key) do
+local function no_permission(what)
+  return redis.error_reply('NOPERM notifylist: this user has no permissions to ' .. what)
+end
+
+-- Refuses, before anything is read or written, a user who may not read the registry.
+local function check_registry_read()
+  if not redis.acl_check_cmd('hget', REGISTRY, 'x') then return no_permission('read ' .. REGISTRY) end
+  return nil
+end
+
+-- Refuses (before anything is written) what would make the function fail halfway: an event
+-- list that holds another type, or an ACL user who may not run one of the commands the library
+-- runs for a matching key (its own redis.call would otherwise abort with a script error).
+local function check_targets(keys, lists_by_key)
+  if next(lists_by_key) == nil then return nil end
+  for index, lists in pairs(lists_by_key) do
+    if not redis.acl_check_cmd('pexpiretime', keys[index]) then return no_permission('run PEXPIRETIME on ' .. keys[index]) end
     for _, list in ipairs(lists) do
+      if not redis.acl_check_cmd('type', list) or not redis.acl_check_cmd('rpush', list, 'x') then
+        return no_permission('RPUSH to the event list ' .. list)
+      end
       local kind = redis.call('TYPE', list)['ok']
       if kind ~= 'none' and kind ~= 'list' then
         return redis.error_reply('WRONGTYPE notifylist: the event list ' .. list .. ' holds a ' .. kind .. ', not a list')
       end
-      if not redis.acl_check_cmd('rpush', list, 'x') then
-        return redis.error_reply('NOPERM notifylist: this user may not RPUSH to the event list ' .. list)
-      end
     end
   end
-  if next(lists_by_key) ~= nil and not redis.acl_check_cmd('zadd', EXPIRY, '0', 'x') then
-    return redis.error_reply('NOPERM notifylist: this user may not write ' .. EXPIRY)
+  for _, command in ipairs({ 'zscore', 'zrem', 'zrange' }) do
+    if not redis.acl_check_cmd(command, EXPIRY, 'x', 'x') then return no_permission('run ' .. command .. ' on ' .. EXPIRY) end
   end
+  if not redis.acl_check_cmd('zadd', EXPIRY, '0', 'x') then return no_permission('run zadd on ' .. EXPIRY) end
+  if not redis.acl_check_cmd('hincrby', STATS, 'events', '1') then return no_permission('run hincrby on ' .. STATS) end
+  if not redis.acl_check_cmd('time') then return no_permission('run time') end
+  if not redis.acl_check_cmd('publish', WAKE, 'x') then return no_permission('publish to ' .. WAKE) end
   return nil
 end
 
@@ -195,10 +212,15 @@ end
 
 -- A key that left this database (MOVE, COPY ... DB): index it in its new database, under the
 -- registrations of that database. Must run last: it leaves this function in the other database.
-local function index_in_other_db(db, key, argv)
+local function index_in_other_db(db, key, argv, now)
   redis.call('SELECT', db)
   local lists_by_key = verified_lists(argv, 1)
-  if lists_by_key[2] then sync_index(key) end
+  if lists_by_key[2] then
+    -- An indexed incarnation there that ran out before the command (MOVE/COPY deleted it as
+    -- expired when they looked the destination up) is reported now, before its entry is reused.
+    settle(key, lists_by_key[2], now)
+    sync_index(key)
+  end
 end
 
 -- FCALL notifylist_write <numkeys> <keys...> <candidates...> <command> <args...>
@@ -206,8 +228,10 @@ end
 -- (written key, verified list); keeps the expiry index true. Returns the command's own reply.
 -- Candidate key indexes refer to KEYS; for MOVE, KEYS[2] stands for the key in the target db.
 local function notifylist_write(keys, argv)
+  local refused = check_registry_read()
+  if refused then return refused end
   local lists_by_key, command_at = verified_lists(argv, 1)
-  local refused = check_targets(lists_by_key)
+  refused = check_targets(keys, lists_by_key)
   if refused then return refused end
 
   local args = {}
@@ -224,9 +248,17 @@ local function notifylist_write(keys, argv)
   end
 
   local before_exists = nil
-  if name == 'set' and set_condition(args) then before_exists = redis.call('EXISTS', keys[1]) end
-  local moved_deadline = nil
-  if name == 'move' then moved_deadline = redis.call('PEXPIRETIME', keys[1]) end
+  if name == 'set' and lists_by_key[1] and set_condition(args) then
+    if not redis.acl_check_cmd('exists', keys[1]) then return no_permission('run EXISTS on ' .. keys[1]) end
+    before_exists = redis.call('EXISTS', keys[1])
+  end
+  local other_db = (name == 'move' and args[3]) or (name == 'copy' and copy_target_db(args)) or nil
+  if other_db and not redis.acl_check_cmd('select', other_db) then
+    return no_permission('SELECT ' .. other_db)
+  end
+  -- MOVE / COPY ... DB: Redis's clock before the command, to settle the destination database.
+  local before = nil
+  if other_db then before = now_ms() end
 
   -- RESP3 conversion keeps a null a null (RESP2 would turn it into false, which a RESP3 client
   -- would receive as #f); the function's return value is then encoded for the client's protocol.
@@ -249,10 +281,10 @@ local function notifylist_write(keys, argv)
     if name == 'move' then
       if reply == 1 then
         redis.call('ZREM', EXPIRY, keys[1])
-        if moved_deadline > 0 then index_in_other_db(args[3], keys[1], argv) end
+        index_in_other_db(args[3], keys[1], argv, before)
       end
     elseif name == 'copy' and copy_target_db(args) then
-      if reply == 1 then index_in_other_db(copy_target_db(args), keys[2], argv) end
+      if reply == 1 then index_in_other_db(copy_target_db(args), keys[2], argv, before) end
     else
       for index, key in ipairs(keys) do
         if lists_by_key[index] then sync_index(key) end
@@ -290,6 +322,15 @@ local function notifylist_flush(_, argv)
   return reply
 end
 
+-- FCALL notifylist_swapdb 0 SWAPDB <index1> <index2>: registrations are per database and move
+-- with the data; the change message, published when the swap really happens (also at EXEC),
+-- makes every proxy reload its registry.
+local function notifylist_swapdb(_, argv)
+  local reply = redis.pcall(unpack(argv))
+  if not is_error(reply) then redis.call('PUBLISH', CHANGES, '') end
+  return reply
+end
+
 -- FCALL notifylist_info 0 <databases> <proxy id> <reaper leader 0|1> <subscription up|down>
 -- INFO-style text: this proxy's state and, per database, what Redis holds.
 local function notifylist_info(_, argv)
@@ -320,7 +361,7 @@ end
 -- Reports keys whose indexed deadline has passed (from the keyevent subscription or the reaper).
 local function notifylist_expired(keys, argv)
   local lists_by_key = verified_lists(argv, 1)
-  local refused = check_targets(lists_by_key)
+  local refused = check_targets(keys, lists_by_key)
   if refused then return refused end
   local now = now_ms()
   local pushed = 0
@@ -416,9 +457,13 @@ local function notifylist_release(keys, argv)
   return 0
 end
 
+-- Redis refuses some commands above maxmemory (denyoom: SET, COPY, RESTORE, ...) and not others
+-- (DEL, EXPIRE, FLUSHALL, SWAPDB, ...): each runs through a function that is refused exactly then.
 redis.register_function('notifylist_write', notifylist_write)
+redis.register_function{ function_name = 'notifylist_write_allow_oom', callback = notifylist_write, flags = { 'allow-oom' } }
 redis.register_function('notifylist_expired', notifylist_expired)
-redis.register_function('notifylist_flush', notifylist_flush)
+redis.register_function{ function_name = 'notifylist_flush', callback = notifylist_flush, flags = { 'allow-oom' } }
+redis.register_function{ function_name = 'notifylist_swapdb', callback = notifylist_swapdb, flags = { 'allow-oom' } }
 redis.register_function{ function_name = 'notifylist_info', callback = notifylist_info, flags = { 'no-writes' } }
 redis.register_function('notifylist_backfill', notifylist_backfill)
 redis.register_function('notifylist_set', notifylist_set)

@@ -11,6 +11,8 @@ interface WriteCommand {
   accepts(argc: number): boolean;
   /** Argument positions of the keys the command writes, in argument order. */
   keyPositions(argc: number): number[];
+  /** Redis refuses it above maxmemory (command flag denyoom); the function must match. */
+  denyoom?: boolean;
 }
 
 const FIRST_KEY = (): number[] => [1];
@@ -31,13 +33,13 @@ const exactly = (n: number) => (argc: number): boolean => argc === n;
  * remove or move the key, and run through the library so that the expiry index stays true.
  */
 const WRITE_COMMANDS = new Map<string, WriteCommand>([
-  ['set', { accepts: atLeast(3), keyPositions: FIRST_KEY }],
-  ['setnx', { accepts: exactly(3), keyPositions: FIRST_KEY }],
-  ['setex', { accepts: exactly(4), keyPositions: FIRST_KEY }],
-  ['psetex', { accepts: exactly(4), keyPositions: FIRST_KEY }],
-  ['getset', { accepts: exactly(3), keyPositions: FIRST_KEY }],
-  ['mset', { accepts: keyValuePairs, keyPositions: EVERY_OTHER_KEY }],
-  ['msetnx', { accepts: keyValuePairs, keyPositions: EVERY_OTHER_KEY }],
+  ['set', { accepts: atLeast(3), keyPositions: FIRST_KEY, denyoom: true }],
+  ['setnx', { accepts: exactly(3), keyPositions: FIRST_KEY, denyoom: true }],
+  ['setex', { accepts: exactly(4), keyPositions: FIRST_KEY, denyoom: true }],
+  ['psetex', { accepts: exactly(4), keyPositions: FIRST_KEY, denyoom: true }],
+  ['getset', { accepts: exactly(3), keyPositions: FIRST_KEY, denyoom: true }],
+  ['mset', { accepts: keyValuePairs, keyPositions: EVERY_OTHER_KEY, denyoom: true }],
+  ['msetnx', { accepts: keyValuePairs, keyPositions: EVERY_OTHER_KEY, denyoom: true }],
   ['expire', { accepts: atLeast(3), keyPositions: FIRST_KEY }],
   ['pexpire', { accepts: atLeast(3), keyPositions: FIRST_KEY }],
   ['expireat', { accepts: atLeast(3), keyPositions: FIRST_KEY }],
@@ -49,13 +51,14 @@ const WRITE_COMMANDS = new Map<string, WriteCommand>([
   ['unlink', { accepts: atLeast(2), keyPositions: ALL_KEYS }],
   ['rename', { accepts: exactly(3), keyPositions: () => [1, 2] }],
   ['renamenx', { accepts: exactly(3), keyPositions: () => [1, 2] }],
-  ['copy', { accepts: atLeast(3), keyPositions: () => [1, 2] }],
-  ['restore', { accepts: atLeast(4), keyPositions: FIRST_KEY }],
+  ['copy', { accepts: atLeast(3), keyPositions: () => [1, 2], denyoom: true }],
+  ['restore', { accepts: atLeast(4), keyPositions: FIRST_KEY, denyoom: true }],
   // KEYS[2] stands for the same key in the target database, whose registrations apply there.
   ['move', { accepts: exactly(3), keyPositions: () => [1, 1] }],
 ]);
 
-/** Flushes keep the registrations (see notifylist_flush); SWAPDB moves them with the data. */
+/** Flushes keep the registrations (see notifylist_flush); SWAPDB moves them with the data and
+ * tells every proxy (notifylist_swapdb). */
 const FLUSH_COMMANDS = new Set(['flushdb', 'flushall']);
 
 /** NOTIFYLIST.* commands and the library function each one runs. */
@@ -107,8 +110,6 @@ export interface ControlHooks {
   databases(): number;
   /** This proxy's state for NOTIFYLIST.INFO: id, reaper leader 0|1, subscription up|down. */
   infoFields(): string[];
-  /** Something may have moved registrations without a change message (SWAPDB). */
-  registryMayHaveChanged(): void;
   /** New connections must AUTH before any command. */
   authRequired(): boolean;
 }
@@ -123,8 +124,8 @@ export class Rewriter {
     const name = commandName(frame);
     if (name === undefined) return FORWARD;
     if (name === 'swapdb') {
-      this.control.registryMayHaveChanged();
-      return FORWARD;
+      if (frame.argc !== 3 || (candidates.registry.size === 0 && candidates.pending === null)) return FORWARD;
+      return { kind: 'replace', bytes: fcall('notifylist_swapdb', [], [], frame, 0) };
     }
     if (FLUSH_COMMANDS.has(name)) {
       if (frame.argc > 2 || (candidates.registry.size === 0 && candidates.pending === null)) return FORWARD;
@@ -162,7 +163,8 @@ export class Rewriter {
       candidates.pending?.match(key, visit);
     }
     if (triples.length === 0) return FORWARD;
-    return { kind: 'replace', bytes: fcall('notifylist_write', keys, [String(triples.length / 3), ...triples], frame, 0) };
+    const fn = command.denyoom ? 'notifylist_write' : 'notifylist_write_allow_oom';
+    return { kind: 'replace', bytes: fcall(fn, keys, [String(triples.length / 3), ...triples], frame, 0) };
   }
 }
 

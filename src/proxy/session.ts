@@ -5,6 +5,7 @@ import { connect, type Socket } from 'node:net';
 import type { FramerLimits, RequestFrame } from '../resp/request-framer.js';
 import { RequestFramer } from '../resp/request-framer.js';
 import { encodeCommand } from '../resp/encode.js';
+import { replyEnd } from '../resp/reply-scanner.js';
 import { PatternIndex } from '../notify/pattern-index.js';
 import type { Registry } from '../notify/registry.js';
 import type { Rewriter, SessionState } from './rewrite.js';
@@ -33,9 +34,19 @@ export class Session {
   private pendingVersion = -1;
   /** What the rewriter reads of this session; one object, updated in place (hot path). */
   private readonly state: SessionState;
-  /** Replies to the proxy's own handshake (SELECT) still to be swallowed. */
-  private handshakeReplies = 0;
-  private handshakeBuffer = '';
+  // The proxy's own SELECT (for a database in the upstream URL) gets a reply the client must not
+  // see. Only while such a reply is expected are requests and replies counted (by ordinal), so
+  // that exactly that reply is dropped. With requirepass the SELECT first fails with NOAUTH, and
+  // is sent again right after each AUTH of the client until it succeeds. Until then every request
+  // gets exactly one reply (unauthenticated clients can do nothing else), so counting is exact.
+  private counting = false;
+  private requestsSent = 0;
+  private repliesSeen = 0;
+  private readonly dropReplyOrdinals: number[] = [];
+  private partialReply: Buffer | null = null;
+  private selectAfterAuth = false;
+  /** The client is not read before the first SELECT reply: nothing may run in the wrong db. */
+  private handshaking = false;
   private poisoned = false;
   private closed = false;
   /** Pieces for the upstream socket from the current client chunk, written at its end. */
@@ -61,14 +72,16 @@ export class Session {
     upstream.once('connect', () => {
       connected = true;
       if (options.initialDb !== 0) {
-        this.handshakeReplies = 1;
-        upstream.write(encodeCommand(['SELECT', String(options.initialDb)]));
+        this.handshaking = true;
+        this.counting = true;
+        this.sendSelect();
+        return;
       }
       client.resume();
     });
     upstream.on('data', (chunk: Buffer) => this.fromUpstream(chunk));
     upstream.on('drain', () => {
-      if (!this.poisoned) client.resume();
+      if (!this.poisoned && !this.handshaking) client.resume();
     });
     // Redis closed (QUIT, CLIENT KILL, protocol error, shutdown): the client still gets every
     // reply already read, then its connection ends.
@@ -128,7 +141,11 @@ export class Session {
   }
 
   private readonly onFrame = (frame: RequestFrame): void => {
-    if (frame.argc > 0 && this.options.authRequired()) this.trackAuth(frame);
+    let authenticates = false;
+    if (frame.argc > 0) {
+      if (this.options.authRequired()) authenticates = this.trackAuth(frame);
+      if (this.counting) this.requestsSent++;
+    }
     if (this.pending !== null) this.state.pending = this.pendingIndex();
     const rewrite = this.options.rewriter.rewrite(frame, this.state);
     if (rewrite.kind === 'forward') {
@@ -140,20 +157,34 @@ export class Session {
         this.runStart = frame.start;
         this.runEnd = frame.end;
       }
-      return;
+    } else {
+      this.flushRun();
+      for (const bytes of rewrite.bytes) this.outgoing.push(bytes);
+      if (rewrite.registers) this.addPending(rewrite.registers.pattern, rewrite.registers.list);
     }
-    this.flushRun();
-    for (const bytes of rewrite.bytes) this.outgoing.push(bytes);
-    if (rewrite.registers) this.addPending(rewrite.registers.pattern, rewrite.registers.list);
+    if (authenticates && this.selectAfterAuth) {
+      // Right behind the AUTH in the upstream stream.
+      this.flushRun();
+      this.sendSelect();
+    }
   };
 
-  private trackAuth(frame: RequestFrame): void {
-    const state = this.state;
-    if (frame.argIs(0, 'auth')) state.authAttempted = true;
-    else if (frame.argIs(0, 'reset')) state.authAttempted = false;
-    else if (frame.argIs(0, 'hello')) {
-      for (let i = 1; i < frame.argc; i++) if (frame.argIs(i, 'auth')) state.authAttempted = true;
+  /** SELECT of the URL's database; its reply is dropped (see `counting`). */
+  private sendSelect(): void {
+    this.dropReplyOrdinals.push(this.requestsSent++);
+    this.outgoing.push(encodeCommand(['SELECT', String(this.options.initialDb)]));
+    if (this.handshaking) this.writeOutgoing();
+  }
+
+  /** Notes AUTH / HELLO ... AUTH / RESET; true if the frame tries to authenticate. */
+  private trackAuth(frame: RequestFrame): boolean {
+    let authenticates = frame.argIs(0, 'auth');
+    if (!authenticates && frame.argIs(0, 'hello')) {
+      for (let i = 1; i < frame.argc; i++) if (frame.argIs(i, 'auth')) authenticates = true;
     }
+    if (authenticates) this.state.authAttempted = true;
+    else if (frame.argIs(0, 'reset')) this.state.authAttempted = false;
+    return authenticates;
   }
 
   private flushRun(): void {
@@ -175,32 +206,57 @@ export class Session {
   }
 
   private fromUpstream(chunk: Buffer): void {
-    if (this.handshakeReplies > 0) {
-      chunk = this.swallowHandshake(chunk);
+    if (this.counting) {
+      chunk = this.dropOwnReplies(chunk);
       if (chunk.length === 0) return;
     }
     if (!this.client.write(chunk)) this.upstream.pause();
   }
 
-  /** Drops the replies to the proxy's own SELECT (simple `+OK` / `-ERR ...` lines). */
-  private swallowHandshake(chunk: Buffer): Buffer {
+  /** Counts replies, drops those to the proxy's own SELECT, returns what the client gets. */
+  private dropOwnReplies(chunk: Buffer): Buffer {
+    const bytes = this.partialReply ? Buffer.concat([this.partialReply, chunk]) : chunk;
+    this.partialReply = null;
+    const forward: Buffer[] = [];
     let offset = 0;
-    while (this.handshakeReplies > 0 && offset < chunk.length) {
-      const newline = chunk.indexOf(10, offset);
-      const end = newline === -1 ? chunk.length : newline + 1;
-      this.handshakeBuffer += chunk.toString('latin1', offset, end);
-      offset = end;
-      if (newline === -1) break;
-      this.handshakeReplies--;
-      const line = this.handshakeBuffer;
-      this.handshakeBuffer = '';
-      if (line.startsWith('-')) {
-        this.client.end(`-ERR notifylist-proxy: cannot select database ${this.options.initialDb}: ${line.slice(1)}`);
-        this.upstream.destroy();
-        return Buffer.alloc(0);
+    while (this.counting) {
+      const end = replyEnd(bytes, offset);
+      if (end === -1) {
+        this.partialReply = bytes.subarray(offset);
+        offset = bytes.length;
+        break;
       }
+      if (this.dropReplyOrdinals[0] === this.repliesSeen++) {
+        this.dropReplyOrdinals.shift();
+        this.onSelectReply(bytes.toString('latin1', offset, end));
+      } else {
+        forward.push(bytes.subarray(offset, end));
+      }
+      offset = end;
+      if (!this.selectAfterAuth && this.dropReplyOrdinals.length === 0) this.counting = false;
     }
-    return chunk.subarray(offset);
+    if (offset < bytes.length) forward.push(bytes.subarray(offset)); // counting is over
+    if (!this.counting && this.partialReply) {
+      forward.push(this.partialReply);
+      this.partialReply = null;
+    }
+    return forward.length === 1 ? forward[0] : Buffer.concat(forward);
+  }
+
+  private onSelectReply(reply: string): void {
+    if (reply.startsWith('-NOAUTH')) {
+      this.selectAfterAuth = true; // again after the client's next AUTH
+    } else if (reply.startsWith('-')) {
+      this.client.end(`-ERR notifylist-proxy: cannot select database ${this.options.initialDb}: ${reply.slice(1)}`);
+      this.upstream.destroy();
+      return;
+    } else {
+      this.selectAfterAuth = false;
+    }
+    if (this.handshaking) {
+      this.handshaking = false;
+      this.client.resume();
+    }
   }
 
   private pendingIndex(): PatternIndex | null {

@@ -1,40 +1,8 @@
 // A raw RESP connection for byte-exact comparisons: sends bytes, collects whole replies as bytes.
 import { connect, type Socket } from 'node:net';
+import { replyEnd } from '../../src/resp/reply-scanner.js';
 
-/** End offset of the RESP2/RESP3 reply starting at `start`, or -1 if it is incomplete. */
-export function replyEnd(buf: Buffer, start: number): number {
-  if (start >= buf.length) return -1;
-  const lineEnd = buf.indexOf('\r\n', start);
-  if (lineEnd === -1) return -1;
-  const type = String.fromCharCode(buf[start]);
-  const header = buf.toString('latin1', start + 1, lineEnd);
-  const afterLine = lineEnd + 2;
-  switch (type) {
-    case '+': case '-': case ':': case ',': case '#': case '_': case '(':
-      return afterLine;
-    case '$': case '!': case '=': {
-      const length = Number(header);
-      if (length < 0) return afterLine;
-      const end = afterLine + length + 2;
-      return end <= buf.length ? end : -1;
-    }
-    case '*': case '~': case '>': case '%': case '|': {
-      let count = Number(header);
-      if (count < 0) return afterLine;
-      if (type === '%' || type === '|') count *= 2;
-      let offset = afterLine;
-      for (let i = 0; i < count; i++) {
-        offset = replyEnd(buf, offset);
-        if (offset === -1) return -1;
-      }
-      // An attribute (|) precedes the reply it annotates.
-      return type === '|' ? replyEnd(buf, offset) : offset;
-    }
-    default:
-      // Not RESP (e.g. MONITOR lines are +status): treat the line as one reply.
-      return afterLine;
-  }
-}
+export { replyEnd };
 
 export class RawClient {
   private received = Buffer.alloc(0);
