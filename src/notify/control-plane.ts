@@ -60,6 +60,11 @@ export class ControlPlane implements ControlHooks {
     return this.databaseCount;
   }
 
+  libraryMayBeGone(): void {
+    // The command is still on its way to Redis: look shortly after it, and once more later.
+    for (const delay of [5, 100]) setTimeout(() => void this.ensureLibrary(), delay).unref();
+  }
+
   authRequired(): boolean {
     return this.authIsRequired;
   }
@@ -76,6 +81,10 @@ export class ControlPlane implements ControlHooks {
   private async maintain(): Promise<void> {
     await this.probeAuth();
     await this.reaper.findIndexedDatabases(this.databaseCount).catch(() => undefined);
+    await this.ensureLibrary();
+  }
+
+  private async ensureLibrary(): Promise<void> {
     try {
       const libraries = (await this.control.call('FUNCTION', 'LIST', 'LIBRARYNAME', 'notifylist')) as unknown[];
       if (libraries.length === 0) {

@@ -71,7 +71,7 @@ const ADMIN_COMMANDS = new Map<string, string>([
 
 /** Command names bucketed by length, so most requests (GET, HGET, ...) are rejected by one compare. */
 const NAMES_BY_LENGTH = new Map<number, string[]>();
-for (const name of [...WRITE_COMMANDS.keys(), ...ADMIN_COMMANDS.keys(), ...FLUSH_COMMANDS, 'swapdb']) {
+for (const name of [...WRITE_COMMANDS.keys(), ...ADMIN_COMMANDS.keys(), ...FLUSH_COMMANDS, 'swapdb', 'function']) {
   const names = NAMES_BY_LENGTH.get(name.length) ?? [];
   names.push(name);
   NAMES_BY_LENGTH.set(name.length, names);
@@ -112,6 +112,8 @@ export interface ControlHooks {
   infoFields(): string[];
   /** New connections must AUTH before any command. */
   authRequired(): boolean;
+  /** A client sent FUNCTION FLUSH / DELETE / RESTORE: the library may be gone, load it again. */
+  libraryMayBeGone(): void;
 }
 
 export class Rewriter {
@@ -123,6 +125,12 @@ export class Rewriter {
   rewrite(frame: RequestFrame, candidates: SessionState): Rewrite {
     const name = commandName(frame);
     if (name === undefined) return FORWARD;
+    if (name === 'function') {
+      if (frame.argc >= 2 && (frame.argIs(1, 'flush') || frame.argIs(1, 'delete') || frame.argIs(1, 'restore'))) {
+        this.control.libraryMayBeGone();
+      }
+      return FORWARD;
+    }
     if (name === 'swapdb') {
       if (frame.argc !== 3 || (candidates.registry.size === 0 && candidates.pending === null)) return FORWARD;
       return { kind: 'replace', bytes: fcall('notifylist_swapdb', [], [], frame, 0) };
