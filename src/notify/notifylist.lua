@@ -98,7 +98,9 @@ end
 local function check_targets(keys, lists_by_key)
   if next(lists_by_key) == nil then return nil end
   for index, lists in pairs(lists_by_key) do
-    if not redis.acl_check_cmd('pexpiretime', keys[index]) then return no_permission('run PEXPIRETIME on ' .. keys[index]) end
+    if not redis.acl_check_cmd('pexpiretime', keys[index]) or not redis.acl_check_cmd('object', 'encoding', keys[index]) then
+      return no_permission('run PEXPIRETIME and OBJECT ENCODING on ' .. keys[index])
+    end
     for _, list in ipairs(lists) do
       if not redis.acl_check_cmd('type', list) or not redis.acl_check_cmd('rpush', list, 'x') then
         return no_permission('RPUSH to the event list ' .. list)
@@ -134,11 +136,24 @@ end
 -- Touching the key (PEXPIRETIME) lets Redis delete an expired key now, so Redis's own
 -- notifications agree with ours. Returns the events pushed and whether an entry remains.
 -- `now` (Redis's clock, ms) is read only when the key has an entry, unless the caller has it.
+-- Does the key exist? OBJECT ENCODING looks up without publishing a key-miss notification (the
+-- client's own command may never have missed), unlike EXISTS, TYPE and PEXPIRETIME. It still lets
+-- Redis expire the key (and publish `expired`) if it has run out.
+local function key_exists(key)
+  return redis.call('OBJECT', 'ENCODING', key) ~= false
+end
+
+-- A key's deadline (-2: no key, -1: no TTL).
+local function key_deadline(key)
+  if not key_exists(key) then return -2 end
+  return redis.call('PEXPIRETIME', key)
+end
+
 local function settle(key, lists, now)
   local deadline = tonumber(redis.call('ZSCORE', EXPIRY, key))
   if not deadline then return 0, false end
   now = now or now_ms()
-  local current = redis.call('PEXPIRETIME', key) -- -2: no key, -1: no TTL
+  local current = key_deadline(key)
   if deadline >= now then
     -- Not due. Keep the entry true to the key (changed or deleted outside the proxy).
     if current == -2 or current == -1 then
@@ -168,12 +183,12 @@ local function set_condition(args)
   return condition
 end
 
--- Did SET write? `before_exists` is EXISTS of the key before the command, read only for NX/XX.
+-- Did SET write? `before_exists`: did the key exist before the command (read only for NX/XX).
 local function set_wrote(args, reply, before_exists)
   if is_error(reply) then return false end
   local condition = set_condition(args)
-  if condition == 'nx' then return before_exists == 0 end
-  if condition == 'xx' then return before_exists == 1 end
+  if condition == 'nx' then return not before_exists end
+  if condition == 'xx' then return before_exists end
   return true
 end
 
@@ -190,8 +205,8 @@ local SET_FAMILY = { set = true, setnx = true, setex = true, psetex = true, gets
 -- Keeps a key's index entry true after a command that may have changed its TTL or removed it
 -- (EXPIRE*, PERSIST, GETEX, DEL, UNLINK, GETDEL, RENAME*, COPY, RESTORE). A key that is gone was
 -- deleted, not expired: its entry is dropped without an event.
-local function sync_index(key, had_entry)
-  local deadline = redis.call('PEXPIRETIME', key)
+local function sync_index(key, had_entry, surely_exists)
+  local deadline = surely_exists and redis.call('PEXPIRETIME', key) or key_deadline(key)
   if deadline > 0 then
     redis.call('ZADD', EXPIRY, deadline, key)
     local first = redis.call('ZRANGE', EXPIRY, 0, 0)[1]
@@ -248,10 +263,7 @@ local function notifylist_write(keys, argv)
   end
 
   local before_exists = nil
-  if name == 'set' and lists_by_key[1] and set_condition(args) then
-    if not redis.acl_check_cmd('exists', keys[1]) then return no_permission('run EXISTS on ' .. keys[1]) end
-    before_exists = redis.call('EXISTS', keys[1])
-  end
+  if name == 'set' and lists_by_key[1] and set_condition(args) then before_exists = key_exists(keys[1]) end
   local other_db = (name == 'move' and args[3]) or (name == 'copy' and copy_target_db(args)) or nil
   if other_db and not redis.acl_check_cmd('select', other_db) then
     return no_permission('SELECT ' .. other_db)
@@ -273,7 +285,7 @@ local function notifylist_write(keys, argv)
         if lists then
           push_event(key, 'set', lists)
           -- A deadline already in the past (SET ... PXAT <past>): Redis drops the key at once.
-          if sync_index(key, indexed[index]) == -2 then push_event(key, 'expired', lists) end
+          if sync_index(key, indexed[index], true) == -2 then push_event(key, 'expired', lists) end
         end
       end
     end
