@@ -168,6 +168,7 @@ export class ControlPlane implements ControlHooks {
     this.running = false;
     if (this.maintenanceTimer) clearInterval(this.maintenanceTimer);
     await this.reaper.stop();
+    this.reporter.stop();
     this.subscriber.disconnect();
     await this.control.quit().catch(() => this.control.disconnect());
   }

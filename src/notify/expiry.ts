@@ -11,21 +11,46 @@ const BATCH = 500;
 /** SCAN COUNT of one backfill step, and steps per database per pass (then other work runs). */
 const BACKFILL_COUNT = 1000;
 const BACKFILL_STEPS_PER_PASS = 8;
+/** The reaper wakes this long after a deadline, so that keys due together go in one call. */
+const REAP_COALESCE_MS = 4;
+/** How long a reported key's keyevent is not reported again (it would find nothing to do). */
+const RECENT_MS = 2000;
 
 export class ExpiryReporter {
   private queued = new Map<number, Set<string>>();
   private flushScheduled = false;
   readonly eventsPushed = new Map<number, number>();
+  /**
+   * Keys the reaper reported in the last RECENT_MS (two generations). Reporting touches the key,
+   * which makes Redis publish `expired` for it: that one echo is skipped (a wasted call
+   * otherwise). Skipping is always safe: whatever is not reported stays in the index, for the
+   * reaper.
+   */
+  private recent = new Set<string>();
+  private older = new Set<string>();
+  private readonly rotation: NodeJS.Timeout;
 
   constructor(
     private readonly control: Redis,
     private readonly registry: Registry,
     private readonly log: (line: string) => void,
-  ) {}
+  ) {
+    this.rotation = setInterval(() => {
+      this.older = this.recent;
+      this.recent = new Set();
+    }, RECENT_MS);
+    this.rotation.unref();
+  }
+
+  stop(): void {
+    clearInterval(this.rotation);
+  }
 
   /** From the keyevent subscription: queue, and report in batches on the next tick. */
   queue(db: number, key: string): void {
     if (!this.registry.forDb(db)?.hasAny(key)) return;
+    const id = `${db}\n${key}`;
+    if (this.recent.delete(id) || this.older.delete(id)) return;
     let keys = this.queued.get(db);
     if (!keys) this.queued.set(db, (keys = new Set()));
     keys.add(key);
@@ -50,13 +75,14 @@ export class ExpiryReporter {
   }
 
   /** Reports the given keys of one database through the atomic function; returns events pushed. */
-  async report(db: number, keys: string[]): Promise<number> {
+  async report(db: number, keys: string[], byReaper = false): Promise<number> {
     const index = this.registry.forDb(db);
     let pushed = 0;
     for (let start = 0; start < keys.length; start += BATCH) {
       const batch = keys.slice(start, start + BATCH);
       const triples: Buffer[] = [];
       batch.forEach((key, i) => {
+        if (byReaper) this.recent.add(`${db}\n${key}`);
         index?.match(key, (pattern, list) => triples.push(binary(String(i + 1)), binary(pattern), binary(list)));
       });
       const [result] = await inDatabase(this.control, db, [
@@ -200,7 +226,7 @@ export class Reaper {
           const [due] = (await inDatabase(this.control, db, [
             ['ZRANGE', this.indexKey, '-inf', String(now - 1), 'BYSCORE', 'LIMIT', 0, BATCH],
           ])) as [Buffer[]];
-          if (due.length > 0) await this.reporter.report(db, due.map((key) => key.toString('latin1')));
+          if (due.length > 0) await this.reporter.report(db, due.map((key) => key.toString('latin1')), true);
           if (due.length < BATCH) break;
         }
         const [first] = (await inDatabase(this.control, db, [['ZRANGE', this.indexKey, 0, 0, 'WITHSCORES']])) as [Buffer[]];
@@ -215,7 +241,7 @@ export class Reaper {
     if (backfillPending) next = Math.min(next, Date.now() + this.clockOffset + 5);
     // Due when Redis's clock passes the deadline (now > deadline). A safety poll once a second
     // covers a lost wake message.
-    const delay = Number.isFinite(next) ? next + 1 - (Date.now() + this.clockOffset) : 1000;
+    const delay = Number.isFinite(next) ? next + 1 + REAP_COALESCE_MS - (Date.now() + this.clockOffset) : 1000;
     this.wakeTimer = setTimeout(() => this.wake(), Math.min(1000, Math.max(1, delay)));
   }
 }
