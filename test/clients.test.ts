@@ -298,6 +298,26 @@ describe('ioredis', () => {
       expect(await direct.llen('events')).toBe(0);
     });
 
+    it("a user with exactly the README's permissions registers, writes and gets set and expired events", async () => {
+      await direct.call(
+        'ACL', 'SETUSER', 'readme_writer', 'reset', 'on', '>rwpw',
+        // What the README lists for writing and for registering, plus the user's own commands.
+        '+fcall', '+time', '+hget', '+hincrby', '+object|encoding', '+type', '+pexpiretime', '+zscore', '+zadd',
+        '+zrem', '+zrange', '+rpush', '+publish', '+hset', '+hdel', '+hgetall', '+set', '+get', '+expire',
+        '~notifylist:*', '~rw:*', '~rw_events', '~events', '&notifylist:*', // events: this file registers `*` too
+      );
+      const writer = viaProxy({ username: 'readme_writer', password: 'rwpw' });
+      expect(await writer.call('NOTIFYLIST.SET', 'rw:*', 'rw_events')).toBe('OK');
+      expect(await writer.set('rw:1', 'v', 'PX', 300)).toBe('OK');
+      expect(await writer.set('rw:2', 'v')).toBe('OK');
+      expect(await writer.expire('rw:2', 1000)).toBe(1);
+      const events = async (): Promise<string[]> => direct.lrange('rw_events', 0, -1);
+      const deadline = Date.now() + 3000;
+      while ((await events()).length < 3 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      expect(await events()).toEqual(['{"key":"rw:1","op":"set"}', '{"key":"rw:2","op":"set"}', '{"key":"rw:1","op":"expired"}']);
+      await direct.call('ACL', 'DELUSER', 'readme_writer');
+    });
+
     it('with requirepass: unauthenticated NOTIFYLIST.SET and registered writes get NOAUTH like any command', async () => {
       const secured = await startRedis({ config: { requirepass: 'secret' } });
       const securedProxy = await startTestProxy(secured, ['--upstream', `redis://:secret@127.0.0.1:${secured.port}`]);
