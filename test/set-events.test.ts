@@ -209,6 +209,40 @@ describe('set events', () => {
     const index = proxy.controlPlane.registry.all;
     index.hasAny('pre:3999:zzz');
     expect(index.lastProbeCount).toBeLessThan(20);
+    // FLUSHALL through the proxy keeps all 10,001 registrations (restored in slices).
+    await client.flushall();
+    expect(await direct.hlen('notifylist:registry')).toBe(10_001);
+  });
+
+  it('commands with more arguments than Lua can unpack at once (MSET/MSETNX/DEL of 5,000 keys) behave as on Redis', async () => {
+    const pairs: string[] = [];
+    for (let i = 0; i < 5000; i++) pairs.push(`kbig:${i}`, String(i));
+    const keys = pairs.filter((_, i) => i % 2 === 0);
+    const viaProxy = await RawClient.connect(proxy.port);
+    const viaRedis = await RawClient.connect(redis.port);
+    const run = async (...args: string[]): Promise<[string, string]> => {
+      viaRedis.send(Buffer.concat([command('SELECT', '9'), command(...args)]));
+      viaProxy.send(command(...args));
+      const expected = (await viaRedis.replies(2)).toString().slice('+OK\r\n'.length);
+      return [(await viaProxy.replies(1)).toString(), expected];
+    };
+    let [actual, expected] = await run('MSET', ...pairs);
+    expect(actual).toBe(expected);
+    expect(await direct.llen('events')).toBe(5000);
+    [actual, expected] = await run('MSETNX', ...pairs); // all exist: nothing written
+    expect(actual).toBe(expected);
+    expect(actual).toBe(':0\r\n');
+    [actual, expected] = await run('DEL', ...keys, 'kbig:absent');
+    expect(actual).toBe(expected);
+    expect(actual).toBe(':5000\r\n');
+    [actual, expected] = await run('MSETNX', ...pairs);
+    expect(actual).toBe(':1\r\n');
+    expect(actual).toBe(expected);
+    expect(await direct.llen('events')).toBe(10_000);
+    viaRedis.send(command('FLUSHDB'));
+    await viaRedis.replies(1);
+    viaProxy.close();
+    viaRedis.close();
   });
 
   it('refuses the write (atomically) when the event list holds another type', async () => {

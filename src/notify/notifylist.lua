@@ -140,7 +140,9 @@ end
 -- client's own command may never have missed), unlike EXISTS, TYPE and PEXPIRETIME. It still lets
 -- Redis expire the key (and publish `expired`) if it has run out.
 local function key_exists(key)
-  return redis.call('OBJECT', 'ENCODING', key) ~= false
+  -- A missing key is false (RESP2 conversion) or nil (RESP3, inside run_command): both falsy.
+  if redis.call('OBJECT', 'ENCODING', key) then return true end
+  return false
 end
 
 -- A key's deadline (-2: no key, -1: no TTL).
@@ -181,6 +183,36 @@ local function set_condition(args)
     if option == 'nx' or option == 'xx' then condition = option end
   end
   return condition
+end
+
+-- Lua 5.1 unpacks at most about 8000 values onto its C stack; larger MSET/MSETNX/DEL/UNLINK
+-- calls run in slices, which is the same inside one (atomic) function call.
+local UNPACK_SLICE = 4000 -- even: MSET slices keep key-value pairs together
+
+local function run_command(name, args)
+  if #args <= UNPACK_SLICE then return redis.pcall(unpack(args)) end
+  if name == 'mset' or name == 'msetnx' then
+    if name == 'msetnx' then
+      for i = 2, #args, 2 do
+        if key_exists(args[i]) then return 0 end
+      end
+    end
+    for first = 2, #args, UNPACK_SLICE do
+      local reply = redis.pcall('MSET', unpack(args, first, math.min(#args, first + UNPACK_SLICE - 1)))
+      if is_error(reply) then return reply end
+    end
+    if name == 'msetnx' then return 1 end
+    return redis.status_reply('OK')
+  elseif name == 'del' or name == 'unlink' then
+    local removed = 0
+    for first = 2, #args, UNPACK_SLICE do
+      local reply = redis.pcall(args[1], unpack(args, first, math.min(#args, first + UNPACK_SLICE - 1)))
+      if is_error(reply) then return reply end
+      removed = removed + reply
+    end
+    return removed
+  end
+  return redis.pcall(unpack(args))
 end
 
 -- Did SET write? `before_exists`: did the key exist before the command (read only for NX/XX).
@@ -275,7 +307,7 @@ local function notifylist_write(keys, argv)
   -- RESP3 conversion keeps a null a null (RESP2 would turn it into false, which a RESP3 client
   -- would receive as #f); the function's return value is then encoded for the client's protocol.
   redis.setresp(3)
-  local reply = redis.pcall(unpack(args))
+  local reply = run_command(name, args)
   redis.setresp(2)
 
   if SET_FAMILY[name] then
@@ -328,7 +360,9 @@ local function notifylist_flush(_, argv)
   for db, fields in pairs(saved) do
     if #fields > 0 then
       if db >= 0 then redis.call('SELECT', db) end
-      redis.call('HSET', REGISTRY, unpack(fields))
+      for first = 1, #fields, UNPACK_SLICE do
+        redis.call('HSET', REGISTRY, unpack(fields, first, math.min(#fields, first + UNPACK_SLICE - 1)))
+      end
     end
   end
   return reply
