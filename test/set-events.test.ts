@@ -187,11 +187,12 @@ describe('set events', () => {
   });
 
   it('keys with quotes, backslashes, newlines, control bytes and non-ASCII round-trip through JSON.parse', async () => {
-    const keys = ['k"quoted"', 'k\\back\\slash', 'k\nnew\r\nline', 'k\ttab\u0001\u001f\u007f', 'kéü日本', 'k{42}/x.y', 'k '];
+    const keys = ['k\u0000nul\u0000', 'k"quoted"', 'k\\back\\slash', 'k\nnew\r\nline', 'k\ttab\u0001\u001f\u007f', 'kéü日本', 'k{42}/x.y', 'k '];
     for (const key of keys) await client.set(key, '1');
     const entries = await direct.lrange('events', 0, -1);
     expect(entries.map((entry) => JSON.parse(entry).key)).toEqual(keys);
-    expect(entries[0]).toBe('{"key":"k\\"quoted\\"","op":"set"}');
+    expect(entries[1]).toBe('{"key":"k\\"quoted\\"","op":"set"}');
+    expect(entries[0]).toBe('{"key":"k\\u0000nul\\u0000","op":"set"}');
   });
 
   it('10,000 registrations (literal, prefix and glob): each write reaches exactly its lists', async () => {
