@@ -19,7 +19,6 @@ const RECENT_MS = 2000;
 export class ExpiryReporter {
   private queued = new Map<number, Set<string>>();
   private flushScheduled = false;
-  readonly eventsPushed = new Map<number, number>();
   /**
    * Keys the reaper reported in the last RECENT_MS (two generations). Reporting touches the key,
    * which makes Redis publish `expired` for it: that one echo is skipped (a wasted call
@@ -88,9 +87,7 @@ export class ExpiryReporter {
       const [result] = await inDatabase(this.control, db, [
         ['FCALL', 'notifylist_expired', batch.length, ...batch.map(binary), triples.length / 3, ...triples],
       ]);
-      const count = Number(result);
-      pushed += count;
-      this.eventsPushed.set(db, (this.eventsPushed.get(db) ?? 0) + count);
+      pushed += Number(result);
     }
     return pushed;
   }
@@ -111,8 +108,6 @@ export class Reaper {
   private running = false;
   private again = false;
   private stopped = false;
-  /** Set when the last pass failed (connection lost); the next ready event retries. */
-  lastError: string | null = null;
   /** Databases with index entries, whether or not they still have registrations. */
   private indexedDatabases: number[] = [];
 
@@ -232,9 +227,8 @@ export class Reaper {
         const [first] = (await inDatabase(this.control, db, [['ZRANGE', this.indexKey, 0, 0, 'WITHSCORES']])) as [Buffer[]];
         if (first.length === 2) next = Math.min(next, Number(first[1].toString()));
       }
-      this.lastError = null;
-    } catch (error) {
-      this.lastError = (error as Error).message;
+    } catch {
+      // Connection lost: try again in a second (and at once after the reconnect).
       next = Date.now() + this.clockOffset + 1000;
     }
     if (this.stopped || !this.isLeader) return;

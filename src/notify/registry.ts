@@ -41,10 +41,6 @@ export class Registry {
     return [...this.byDb.keys()].sort((a, b) => a - b);
   }
 
-  registrations(db: number): number {
-    return this.snapshot.get(db)?.size ?? 0;
-  }
-
   /** True if some database registers exactly this pattern -> list. */
   has(pattern: string, list: string): boolean {
     for (const patterns of this.snapshot.values()) if (patterns.get(pattern) === list) return true;
