@@ -61,6 +61,21 @@ describe('NOTIFYLIST.SET / DEL / LIST', () => {
     expect(await events('pp_list')).toEqual([{ key: 'pp_1', op: 'set' }]);
   });
 
+  it('applies inside the same MULTI (queued registration, then the write, at EXEC)', async () => {
+    const raw = await RawClient.connect(proxy.port);
+    raw.send(Buffer.concat([command('MULTI'), command('NOTIFYLIST.SET', 'mm_*', 'mm_list'), command('SET', 'mm_1', 'v'), command('EXEC')]));
+    expect((await raw.replies(4)).toString()).toBe('+OK\r\n+QUEUED\r\n+QUEUED\r\n*2\r\n+OK\r\n+OK\r\n');
+    // DISCARDed: neither the registration nor an event.
+    raw.send(Buffer.concat([command('MULTI'), command('NOTIFYLIST.SET', 'md_*', 'md_list'), command('SET', 'md_1', 'v'), command('DISCARD')]));
+    expect((await raw.replies(4)).toString()).toBe('+OK\r\n+QUEUED\r\n+QUEUED\r\n+OK\r\n');
+    raw.send(command('SET', 'md_2', 'v')); // the session still proposes md_*: the library refuses it
+    expect((await raw.replies(1)).toString()).toBe('+OK\r\n');
+    raw.close();
+    expect(await events('mm_list')).toEqual([{ key: 'mm_1', op: 'set' }]);
+    expect(await direct.exists('md_list')).toBe(0);
+    expect(await direct.hexists('notifylist:registry', 'md_*')).toBe(0);
+  });
+
   it('is per database: a registration in db 3 covers db 3 only', async () => {
     const db3 = new Redis(proxy.port, { db: 3 });
     await db3.call('NOTIFYLIST.SET', 'k*', 'list3');
