@@ -52,7 +52,7 @@ export class ControlPlane implements ControlHooks {
       this.lastControlError = error.message;
     });
     this.subscriber.on('error', () => undefined);
-    this.reporter = new ExpiryReporter(this.control, this.registry, log);
+    this.reporter = new ExpiryReporter(this.control, this.registry, config.prefix, log);
     this.reaper = new Reaper(this.control, this.registry, this.reporter, config.prefix, config.leaseMs, log);
   }
 

@@ -32,6 +32,7 @@ export class ExpiryReporter {
   constructor(
     private readonly control: Redis,
     private readonly registry: Registry,
+    private readonly internalPrefix: string,
     private readonly log: (line: string) => void,
   ) {
     this.rotation = setInterval(() => {
@@ -47,7 +48,8 @@ export class ExpiryReporter {
 
   /** From the keyevent subscription: queue, and report in batches on the next tick. */
   queue(db: number, key: string): void {
-    if (!this.registry.forDb(db)?.hasAny(key)) return;
+    // Internal keys (the reaper lease expires, for one) never match patterns.
+    if (key.startsWith(this.internalPrefix) || !this.registry.forDb(db)?.hasAny(key)) return;
     const id = `${db}\n${key}`;
     if (this.recent.delete(id) || this.older.delete(id)) return;
     let keys = this.queued.get(db);
