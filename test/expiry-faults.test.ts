@@ -106,6 +106,25 @@ describe('lossless expirations under faults', () => {
     expect(survivor).toContain('reaper_leader:1');
   });
 
+  it('a crashed leader costs the follower grace, not the lease time: expirations keep coming', async () => {
+    const redis = await redisServer();
+    const direct = client(redis.port);
+    await direct.call('DEBUG', 'SET-ACTIVE-EXPIRE', '0'); // only reapers find expirations
+    const longLease = ['--lease-ms', '20000'];
+    const first = await new ProxyProcess(redis.url, longLease).start();
+    cleanups.push(() => first.kill());
+    await client(first.port).call('NOTIFYLIST.SET', 'g:*', 'glist');
+    await waitFor(async () => direct.get('notifylist:reaper'), (holder) => holder !== null, 3000);
+    const second = await new ProxyProcess(redis.url, longLease).start();
+    cleanups.push(() => second.kill());
+    await first.kill(); // holds the lease for 20 s more
+    const keys = await writeKeys([second.port], 'g:', 50, 300, 800);
+    const started = Date.now();
+    await expectExactlyOnce(direct, 'glist', keys, 5000);
+    expect(Date.now() - started).toBeLessThan(5000); // far less than the 20 s lease
+    expect(await direct.get('notifylist:reaper')).not.toBeNull(); // still the dead leader's
+  });
+
   it('CLIENT KILL TYPE pubsub every 250 ms for the whole run: nothing lost, nothing doubled', async () => {
     const redis = await redisServer();
     const direct = client(redis.port);

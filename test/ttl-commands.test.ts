@@ -633,7 +633,8 @@ describe('an indexed incarnation that expired but was not reported yet is report
     h = await Harness.start({
       proxyFlags: ['--lease-ms', '60000'],
       beforeProxy: async (direct) => {
-        // Redis expires keys only when they are touched, and another holder owns the reaper lease.
+        // Redis expires keys only when they are touched, and another holder owns the reaper lease
+        // (this proxy, a follower, would reap 200 ms after a deadline: the writes below come sooner).
         await direct.call('DEBUG', 'SET-ACTIVE-EXPIRE', '0');
         await direct.set('notifylist:reaper', 'someone-else', 'PX', 120_000);
       },
@@ -655,7 +656,7 @@ describe('an indexed incarnation that expired but was not reported yet is report
   /** Writes `key` with a 200 ms TTL through the proxy and waits until it is logically expired. */
   const stale = async (key: string, db = 0): Promise<void> => {
     await h.client(db).set(key, 'v', 'PX', 200);
-    await sleep(350);
+    await sleep(280);
   };
 
   it.concurrent('a SET after the deadline: expired, then set', async ({ expect }) => {
@@ -672,7 +673,7 @@ describe('an indexed incarnation that expired but was not reported yet is report
     await h.client().set('k:z:set-ttl', 'v2', 'PX', 200);
     expect(await h.ops('k:z:set-ttl')).toEqual(['set', 'expired', 'set']);
     await h.expectIndexTrue(expect, 'k:z:set-ttl');
-    await sleep(350);
+    await sleep(280);
     expect(await h.direct().get('k:z:set-ttl')).toBe(null); // touching it makes Redis publish `expired`
     await h.verify(expect, [{ key: 'k:z:set-ttl', ops: ['set', 'expired', 'set', 'expired'] }]);
   });

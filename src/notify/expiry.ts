@@ -15,6 +15,8 @@ const BACKFILL_STEPS_PER_PASS = 8;
 const REAP_COALESCE_MS = 4;
 /** How long a reported key's keyevent is not reported again (it would find nothing to do). */
 const RECENT_MS = 2000;
+/** How far behind the leader the other proxies reap (see Reaper). */
+const FOLLOWER_GRACE_MS = 200;
 
 export class ExpiryReporter {
   private queued = new Map<number, Set<string>>();
@@ -98,7 +100,10 @@ export class ExpiryReporter {
 /**
  * One reaper at a time among all proxies (a lease in Redis) finds index entries whose deadline
  * has passed and reports them. It sleeps until the next deadline; a write that creates a new
- * earliest deadline wakes it (the library publishes on the wake channel).
+ * earliest deadline wakes it (the library publishes on the wake channel). The other proxies
+ * follow the same deadlines FOLLOWER_GRACE_MS later and report only what the leader has left
+ * overdue that long: a crashed leader costs that much delay, not a whole lease time. Whoever
+ * reports first, the library reports each expiry once.
  */
 export class Reaper {
   readonly id = randomUUID();
@@ -133,6 +138,7 @@ export class Reaper {
   start(): void {
     this.stopped = false;
     void this.renewLease();
+    this.wake();
     this.leaseTimer = setInterval(() => void this.renewLease(), Math.max(50, Math.floor(this.leaseMs / 3)));
   }
 
@@ -171,7 +177,7 @@ export class Reaper {
 
   /** Reap now (deadline reached, new earliest deadline, reconnect, registry change). */
   wake(): void {
-    if (this.stopped || !this.isLeader) return;
+    if (this.stopped) return;
     if (this.running) {
       this.again = true;
       return;
@@ -214,14 +220,15 @@ export class Reaper {
     this.wakeTimer = null;
     let next = Infinity;
     let backfillPending = false;
+    const grace = this.isLeader ? 0 : FOLLOWER_GRACE_MS;
     try {
       const databases = new Set([...this.registry.databases(), ...this.indexedDatabases]);
       for (const db of databases) {
-        if (await this.backfill(db)) backfillPending = true;
+        if (this.isLeader && (await this.backfill(db))) backfillPending = true;
         for (;;) {
           const now = Math.floor(Date.now() + this.clockOffset);
           const [due] = (await inDatabase(this.control, db, [
-            ['ZRANGE', this.indexKey, '-inf', String(now - 1), 'BYSCORE', 'LIMIT', 0, BATCH],
+            ['ZRANGE', this.indexKey, '-inf', String(now - 1 - grace), 'BYSCORE', 'LIMIT', 0, BATCH],
           ])) as [Buffer[]];
           if (due.length > 0) await this.reporter.report(db, due.map((key) => key.toString('latin1')), true);
           if (due.length < BATCH) break;
@@ -233,11 +240,11 @@ export class Reaper {
       // Connection lost: try again in a second (and at once after the reconnect).
       next = Date.now() + this.clockOffset + 1000;
     }
-    if (this.stopped || !this.isLeader) return;
+    if (this.stopped) return;
     if (backfillPending) next = Math.min(next, Date.now() + this.clockOffset + 5);
     // Due when Redis's clock passes the deadline (now > deadline). A safety poll once a second
     // covers a lost wake message.
-    const delay = Number.isFinite(next) ? next + 1 + REAP_COALESCE_MS - (Date.now() + this.clockOffset) : 1000;
+    const delay = Number.isFinite(next) ? next + 1 + REAP_COALESCE_MS + grace - (Date.now() + this.clockOffset) : 1000;
     this.wakeTimer = setTimeout(() => this.wake(), Math.min(1000, Math.max(1, delay)));
   }
 }
