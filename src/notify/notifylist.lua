@@ -131,11 +131,6 @@ local function push_event(key, op, lists)
   return #lists
 end
 
--- The one place that reports an indexed key's expiry: removes the index entry and pushes
--- `expired` only if the indexed incarnation's deadline has passed. Exactly once, whoever calls.
--- Touching the key (PEXPIRETIME) lets Redis delete an expired key now, so Redis's own
--- notifications agree with ours. Returns the events pushed and whether an entry remains.
--- `now` (Redis's clock, ms) is read only when the key has an entry, unless the caller has it.
 -- Does the key exist? OBJECT ENCODING looks up without publishing a key-miss notification (the
 -- client's own command may never have missed), unlike EXISTS, TYPE and PEXPIRETIME. It still lets
 -- Redis expire the key (and publish `expired`) if it has run out.
@@ -151,6 +146,11 @@ local function key_deadline(key)
   return redis.call('PEXPIRETIME', key)
 end
 
+-- The one place that reports an indexed key's expiry: removes the index entry and pushes
+-- `expired` only if the indexed incarnation's deadline has passed. Exactly once, whoever calls.
+-- Touching the key (PEXPIRETIME) lets Redis delete an expired key now, so Redis's own
+-- notifications agree with ours. Returns the events pushed and whether an entry remains.
+-- `now` (Redis's clock, ms) is read only when the key has an entry, unless the caller has it.
 local function settle(key, lists, now)
   local deadline = tonumber(redis.call('ZSCORE', EXPIRY, key))
   if not deadline then return 0, false end
@@ -187,7 +187,25 @@ end
 
 -- Lua 5.1 unpacks at most about 8000 values onto its C stack; larger MSET/MSETNX/DEL/UNLINK
 -- calls run in slices, which is the same inside one (atomic) function call.
-local UNPACK_SLICE = 4000 -- even: MSET slices keep key-value pairs together
+local UNPACK_SLICE = 4000 -- even: slices keep key-value and field-value pairs together
+
+-- `command [key] values[from..]`, one call per slice; stops at the first error and returns it,
+-- else returns the replies.
+local function pcall_in_slices(command, key, values, from)
+  local replies = {}
+  for first = from, #values, UNPACK_SLICE do
+    local last = math.min(#values, first + UNPACK_SLICE - 1)
+    local reply
+    if key then
+      reply = redis.pcall(command, key, unpack(values, first, last))
+    else
+      reply = redis.pcall(command, unpack(values, first, last))
+    end
+    if is_error(reply) then return reply end
+    replies[#replies + 1] = reply
+  end
+  return replies
+end
 
 local function run_command(name, args)
   if #args <= UNPACK_SLICE then return redis.pcall(unpack(args)) end
@@ -197,36 +215,29 @@ local function run_command(name, args)
         if key_exists(args[i]) then return 0 end
       end
     end
-    for first = 2, #args, UNPACK_SLICE do
-      local reply = redis.pcall('MSET', unpack(args, first, math.min(#args, first + UNPACK_SLICE - 1)))
-      if is_error(reply) then return reply end
-    end
+    local replies = pcall_in_slices('MSET', nil, args, 2)
+    if is_error(replies) then return replies end
     if name == 'msetnx' then return 1 end
     return redis.status_reply('OK')
   elseif name == 'del' or name == 'unlink' then
+    local replies = pcall_in_slices(args[1], nil, args, 2)
+    if is_error(replies) then return replies end
     local removed = 0
-    for first = 2, #args, UNPACK_SLICE do
-      local reply = redis.pcall(args[1], unpack(args, first, math.min(#args, first + UNPACK_SLICE - 1)))
-      if is_error(reply) then return reply end
-      removed = removed + reply
-    end
+    for _, reply in ipairs(replies) do removed = removed + reply end
     return removed
   end
   return redis.pcall(unpack(args))
 end
 
--- Did SET write? `before_exists`: did the key exist before the command (read only for NX/XX).
-local function set_wrote(args, reply, before_exists)
+-- Did the command write? For SET, `condition` is its NX/XX (set_condition) and `before_exists`
+-- whether the key existed before the command (read only for NX/XX).
+local function command_wrote(name, reply, condition, before_exists)
   if is_error(reply) then return false end
-  local condition = set_condition(args)
-  if condition == 'nx' then return not before_exists end
-  if condition == 'xx' then return before_exists end
-  return true
-end
-
-local function command_wrote(name, args, reply, before_exists)
-  if name == 'set' then return set_wrote(args, reply, before_exists) end
-  if is_error(reply) then return false end
+  if name == 'set' then
+    if condition == 'nx' then return not before_exists end
+    if condition == 'xx' then return before_exists end
+    return true
+  end
   if name == 'setnx' or name == 'msetnx' then return reply == 1 end
   return true -- setex, psetex, getset, mset
 end
@@ -294,8 +305,11 @@ local function notifylist_write(keys, argv)
     end
   end
 
-  local before_exists = nil
-  if name == 'set' and lists_by_key[1] and set_condition(args) then before_exists = key_exists(keys[1]) end
+  local condition, before_exists = nil, nil
+  if name == 'set' and lists_by_key[1] then
+    condition = set_condition(args)
+    if condition then before_exists = key_exists(keys[1]) end
+  end
   local other_db = (name == 'move' and args[3]) or (name == 'copy' and copy_target_db(args)) or nil
   if other_db and not redis.acl_check_cmd('select', other_db) then
     return no_permission('SELECT ' .. other_db)
@@ -311,7 +325,7 @@ local function notifylist_write(keys, argv)
   redis.setresp(2)
 
   if SET_FAMILY[name] then
-    if command_wrote(name, args, reply, before_exists) then
+    if command_wrote(name, reply, condition, before_exists) then
       for index, key in ipairs(keys) do
         local lists = lists_by_key[index]
         if lists then
@@ -360,9 +374,8 @@ local function notifylist_flush(_, argv)
   for db, fields in pairs(saved) do
     if #fields > 0 then
       if db >= 0 then redis.call('SELECT', db) end
-      for first = 1, #fields, UNPACK_SLICE do
-        redis.call('HSET', REGISTRY, unpack(fields, first, math.min(#fields, first + UNPACK_SLICE - 1)))
-      end
+      local restored = pcall_in_slices('HSET', REGISTRY, fields, 1)
+      if is_error(restored) then return restored end
     end
   end
   return reply
@@ -454,7 +467,7 @@ local function notifylist_set(_, argv)
     return redis.error_reply('ERR notifylist: the list name must not start with the internal prefix ' .. PREFIX)
   end
   if not redis.acl_check_cmd('hset', REGISTRY, pattern, list) then
-    return redis.error_reply('NOPERM notifylist: this user may not write ' .. REGISTRY)
+    return no_permission('write ' .. REGISTRY)
   end
   redis.call('HSET', REGISTRY, pattern, list)
   -- Keys that already match and already have a TTL get indexed in the background.
@@ -467,7 +480,7 @@ end
 local function notifylist_del(_, argv)
   if #argv ~= 1 then return arity_error('notifylist.del') end
   if not redis.acl_check_cmd('hdel', REGISTRY, argv[1]) then
-    return redis.error_reply('NOPERM notifylist: this user may not write ' .. REGISTRY)
+    return no_permission('write ' .. REGISTRY)
   end
   local removed = redis.call('HDEL', REGISTRY, argv[1])
   redis.call('HDEL', BACKFILL, argv[1])
@@ -479,7 +492,7 @@ end
 local function notifylist_list(_, argv)
   if #argv ~= 0 then return arity_error('notifylist.list') end
   if not redis.acl_check_cmd('hgetall', REGISTRY) then
-    return redis.error_reply('NOPERM notifylist: this user may not read ' .. REGISTRY)
+    return no_permission('read ' .. REGISTRY)
   end
   return redis.call('HGETALL', REGISTRY)
 end
