@@ -109,6 +109,9 @@ describe('NOTIFYLIST.SET / DEL / LIST', () => {
 describe('set events', () => {
   beforeEach(async () => {
     await client.call('NOTIFYLIST.SET', 'k*', 'events');
+    // Other connections (the raw clients below) see it once the change message has reloaded the
+    // proxy's registry: wait for that, rather than race it.
+    await waitFor(async () => proxy.controlPlane.registry.has('k*', 'events'), (seen) => seen, 2000, 2);
   });
 
   const cases: Array<{ name: string; setup?: Array<Array<string>>; run: Array<string>; expect: string[] }> = [

@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import type { Redis } from 'ioredis';
 import type { ProxyConfig } from '../config.js';
 import { ExpiryReporter, Reaper } from './expiry.js';
-import { createControlClient, parseRedisVersion, probeAuthRequired, withExpiredEvents } from './redis-control.js';
+import { createControlClient, inEveryDatabase, parseRedisVersion, probeAuthRequired, withExpiredEvents } from './redis-control.js';
 import { Registry, type RegistrySnapshot } from './registry.js';
 import type { ControlHooks } from '../proxy/rewrite.js';
 
@@ -216,16 +216,9 @@ export class ControlPlane implements ControlHooks {
   }
 
   private async loadRegistrations(): Promise<RegistrySnapshot> {
-    const pipeline = this.control.pipeline();
-    for (let db = 0; db < this.databaseCount; db++) {
-      pipeline.select(db);
-      pipeline.callBuffer('HGETALL', `${this.config.prefix}registry`);
-    }
-    pipeline.select(0);
-    const results = (await pipeline.exec()) ?? [];
+    const results = await inEveryDatabase(this.control, this.databaseCount, ['HGETALL', `${this.config.prefix}registry`]);
     const snapshot: RegistrySnapshot = new Map();
-    for (let db = 0; db < this.databaseCount; db++) {
-      const [error, reply] = results[2 * db + 1];
+    for (const [db, [error, reply]] of results.entries()) {
       if (error) throw error;
       const fields = reply as Buffer[];
       if (fields.length === 0) continue;

@@ -4,7 +4,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { Registry } from './registry.js';
-import { binary, inDatabase } from './redis-control.js';
+import { binary, inDatabase, inEveryDatabase } from './redis-control.js';
 
 /** Keys per FCALL: bounds the time one call blocks Redis. */
 const BATCH = 500;
@@ -195,15 +195,8 @@ export class Reaper {
   /** Looks for index entries in every database (they outlive the database's last registration:
    * reaping them then pushes nothing, but removes them). */
   async findIndexedDatabases(databaseCount: number): Promise<void> {
-    const pipeline = this.control.pipeline();
-    for (let db = 0; db < databaseCount; db++) pipeline.select(db).zcard(this.indexKey);
-    const results = (await pipeline.exec()) ?? [];
-    const found: number[] = [];
-    for (let db = 0; db < databaseCount; db++) {
-      const [error, count] = results[2 * db + 1];
-      if (!error && Number(count) > 0) found.push(db);
-    }
-    this.indexedDatabases = found;
+    const results = await inEveryDatabase(this.control, databaseCount, ['ZCARD', this.indexKey]);
+    this.indexedDatabases = [...results.keys()].filter((db) => !results[db][0] && Number(results[db][1]) > 0);
   }
 
   /** A few bounded steps of the database's pending backfills; true if some remain. */
@@ -226,15 +219,18 @@ export class Reaper {
       for (const db of databases) {
         if (this.isLeader && (await this.backfill(db))) backfillPending = true;
         for (;;) {
-          const now = Math.floor(Date.now() + this.clockOffset);
-          const [due] = (await inDatabase(this.control, db, [
-            ['ZRANGE', this.indexKey, '-inf', String(now - 1 - grace), 'BYSCORE', 'LIMIT', 0, BATCH],
-          ])) as [Buffer[]];
+          // The due entries, and in the same round trip the first entry after them.
+          const dueUpTo = String(Math.floor(Date.now() + this.clockOffset) - 1 - grace);
+          const [due, after] = (await inDatabase(this.control, db, [
+            ['ZRANGE', this.indexKey, '-inf', dueUpTo, 'BYSCORE', 'LIMIT', 0, BATCH],
+            ['ZRANGE', this.indexKey, `(${dueUpTo}`, '+inf', 'BYSCORE', 'LIMIT', 0, 1, 'WITHSCORES'],
+          ])) as [Buffer[], Buffer[]];
           if (due.length > 0) await this.reporter.report(db, due.map((key) => key.toString('latin1')), true);
-          if (due.length < BATCH) break;
+          if (due.length < BATCH) {
+            if (after.length === 2) next = Math.min(next, Number(after[1].toString()));
+            break;
+          }
         }
-        const [first] = (await inDatabase(this.control, db, [['ZRANGE', this.indexKey, 0, 0, 'WITHSCORES']])) as [Buffer[]];
-        if (first.length === 2) next = Math.min(next, Number(first[1].toString()));
       }
     } catch {
       // Connection lost: try again in a second (and at once after the reconnect).

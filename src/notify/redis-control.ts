@@ -46,6 +46,22 @@ export async function inDatabase(
   return replies;
 }
 
+/**
+ * Runs one command in every database 0..count-1 in one pipeline (SELECT before each); returns
+ * each database's [error, reply]. Leaves the connection in database 0.
+ */
+export async function inEveryDatabase(
+  redis: Redis,
+  count: number,
+  command: [string, ...(string | Buffer | number)[]],
+): Promise<Array<[Error | null, unknown]>> {
+  const pipeline = redis.pipeline();
+  for (let db = 0; db < count; db++) pipeline.select(db).callBuffer(...command);
+  pipeline.select(0);
+  const results = (await pipeline.exec()) ?? [];
+  return Array.from({ length: count }, (_, db) => results[2 * db + 1] as [Error | null, unknown]);
+}
+
 /** notify-keyspace-events with keyevent (E) and expired (x) added, nothing removed. */
 export function withExpiredEvents(flags: string): string {
   let merged = flags;

@@ -116,6 +116,11 @@ export interface ControlHooks {
   libraryMayBeGone(): void;
 }
 
+/** Nothing is registered anywhere: no write needs the library. */
+function nothingRegistered(state: CandidateSources): boolean {
+  return state.registry.size === 0 && state.pending === null;
+}
+
 export class Rewriter {
   constructor(
     private readonly internalPrefix: string,
@@ -132,11 +137,11 @@ export class Rewriter {
       return FORWARD;
     }
     if (name === 'swapdb') {
-      if (frame.argc !== 3 || (candidates.registry.size === 0 && candidates.pending === null)) return FORWARD;
+      if (frame.argc !== 3 || nothingRegistered(candidates)) return FORWARD;
       return { kind: 'replace', bytes: fcall('notifylist_swapdb', [], [], frame, 0) };
     }
     if (FLUSH_COMMANDS.has(name)) {
-      if (frame.argc > 2 || (candidates.registry.size === 0 && candidates.pending === null)) return FORWARD;
+      if (frame.argc > 2 || nothingRegistered(candidates)) return FORWARD;
       return { kind: 'replace', bytes: fcall('notifylist_flush', [], [String(this.control.databases())], frame, 0) };
     }
     const adminFunction = ADMIN_COMMANDS.get(name);
@@ -151,7 +156,7 @@ export class Rewriter {
       return { kind: 'replace', bytes };
     }
     const command = WRITE_COMMANDS.get(name)!;
-    if (candidates.registry.size === 0 && candidates.pending === null) return FORWARD;
+    if (nothingRegistered(candidates)) return FORWARD;
     if (!command.accepts(frame.argc)) return FORWARD;
     // Redis refuses an unauthenticated client's write with NOAUTH; unchanged, it still does. (A
     // rewritten one could instead hit Redis's "unauthenticated multibulk length" limit of 10.)

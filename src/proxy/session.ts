@@ -28,8 +28,8 @@ const MAX_PENDING_REGISTRATIONS = 1024;
 export class Session {
   private readonly framer: RequestFramer;
   private readonly upstream: Socket;
-  /** Registrations this client sent that the shared registry may not show yet (pipelining). */
-  private pending: PatternIndex | null = null;
+  /** Registrations this client sent that the shared registry may not show yet (pipelining); the
+   * rewriter sees them as state.pending. */
   private pendingPairs: Array<{ pattern: string; list: string }> = [];
   private pendingVersion = -1;
   /** What the rewriter reads of this session; one object, updated in place (hot path). */
@@ -146,7 +146,7 @@ export class Session {
       if (this.options.authRequired()) authenticates = this.trackAuth(frame);
       if (this.counting) this.requestsSent++;
     }
-    if (this.pending !== null) this.state.pending = this.pendingIndex();
+    if (this.state.pending !== null) this.dropCaughtUpPending();
     const rewrite = this.options.rewriter.rewrite(frame, this.state);
     if (rewrite.kind === 'forward') {
       if (frame.buf === this.runBuf && frame.start === this.runEnd) {
@@ -259,16 +259,13 @@ export class Session {
     }
   }
 
-  private pendingIndex(): PatternIndex | null {
-    if (this.pending === null) return null;
+  /** Drops the pending registrations the registry has caught up with (once per registry load). */
+  private dropCaughtUpPending(): void {
     const registry = this.options.registry;
-    if (this.pendingVersion !== registry.version) {
-      // Drop what the registry has caught up with.
-      this.pendingVersion = registry.version;
-      this.pendingPairs = this.pendingPairs.filter(({ pattern, list }) => !registry.has(pattern, list));
-      this.rebuildPending();
-    }
-    return this.pending;
+    if (this.pendingVersion === registry.version) return;
+    this.pendingVersion = registry.version;
+    this.pendingPairs = this.pendingPairs.filter(({ pattern, list }) => !registry.has(pattern, list));
+    this.rebuildPending();
   }
 
   private addPending(pattern: string, list: string): void {
@@ -283,7 +280,6 @@ export class Session {
       index = new PatternIndex();
       for (const { pattern, list } of this.pendingPairs) index.add(pattern, list);
     }
-    this.pending = index;
     this.state.pending = index;
   }
 }
