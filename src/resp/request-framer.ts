@@ -248,6 +248,21 @@ export class RequestFrame {
   }
 }
 
+/**
+ * Index of the first `terminator` (`\r` for count and bulk headers, `\n` for inline lines) or NUL
+ * in b[from, lim), else lim. Redis finds line ends with strchr/memchr on a NUL-terminated buffer,
+ * so a NUL first means the line end is never found.
+ */
+function findLineEnd(b: Buffer, from: number, lim: number, terminator: number): number {
+  let i = from;
+  while (i < lim) {
+    const c = b[i];
+    if (c === terminator || c === 0) return i;
+    i++;
+  }
+  return lim;
+}
+
 export class RequestFramer {
   private readonly maxBulk: number;
   private readonly maxMbulk: number;
@@ -418,19 +433,14 @@ export class RequestFramer {
       case ST_MB_COUNT:
       case ST_MB_HEADER: {
         if (this.crPos >= 0) return 1;
-        for (let i = cpos; i < clen; i++) {
-          const c = chunk[i];
-          if (c === 13) return i + 2 <= clen ? i + 2 - cpos : avail;
-          if (c === 0) return i + 1 - cpos;
-        }
-        return avail;
+        const i = findLineEnd(chunk, cpos, clen, 13);
+        if (i === clen) return avail;
+        if (chunk[i] === 0) return i + 1 - cpos;
+        return i + 2 <= clen ? i + 2 - cpos : avail;
       }
       case ST_INLINE: {
-        for (let i = cpos; i < clen; i++) {
-          const c = chunk[i];
-          if (c === 10 || c === 0) return i + 1 - cpos;
-        }
-        return avail;
+        const i = findLineEnd(chunk, cpos, clen, 10);
+        return i === clen ? avail : i + 1 - cpos;
       }
       default:
         return avail;
@@ -492,12 +502,7 @@ export class RequestFramer {
         case ST_MB_HEADER: {
           let cr = this.crPos;
           if (cr < 0) {
-            let i = base + this.scanPos;
-            while (i < lim) {
-              const c = b[i];
-              if (c === 13 || c === 0) break;
-              i++;
-            }
+            const i = findLineEnd(b, base + this.scanPos, lim, 13);
             if (i >= lim) {
               this.scanPos = i - base;
               if (lim - (base + this.lineStart) > this.maxInline) {
@@ -566,12 +571,7 @@ export class RequestFramer {
           break;
         }
         case ST_INLINE: {
-          let i = base + this.scanPos;
-          while (i < lim) {
-            const c = b[i];
-            if (c === 10 || c === 0) break;
-            i++;
-          }
+          const i = findLineEnd(b, base + this.scanPos, lim, 10);
           if (i >= lim) {
             this.scanPos = i - base;
             if (lim - base > this.maxInline) {
