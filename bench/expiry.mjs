@@ -8,6 +8,8 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
+import { DEFAULTS } from '../dist/config.js';
+import { internalNames } from '../dist/notify/names.js';
 
 const KEYS = Number(process.env.EXPIRY_KEYS ?? 10_000);
 const MIN_MS = Number(process.env.EXPIRY_MIN_MS ?? 1000);
@@ -123,7 +125,7 @@ async function main() {
     plainPipeline.set(`lat:${i}`, '1', 'PXAT', deadline);
   }
   await Promise.all([pipeline.exec(), plainPipeline.exec()]);
-  const scores = await direct.zrange('notifylist:expiry', 0, -1, 'WITHSCORES');
+  const scores = await direct.zrange(internalNames(DEFAULTS.prefix).expiry, 0, -1, 'WITHSCORES');
   const deadlines = new Map();
   for (let i = 0; i < scores.length; i += 2) deadlines.set(scores[i], Number(scores[i + 1]) - offset);
 

@@ -11,11 +11,14 @@
 // Usage: npm run bench   (builds dist/ first), or `node bench/run.mjs` after `npm run build`.
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { DEFAULTS } from '../dist/config.js';
+import { internalNames } from '../dist/notify/names.js';
 import {
   BENCH_DIR, ROOT, cleanup, cli, machineInfo, makeTempDir, median, redisBenchmark, sleep,
   startProxy, startRedis, startTwemproxy,
 } from './lib.mjs';
 
+const NAMES = internalNames(DEFAULTS.prefix);
 const ROUNDS = positiveInt(process.env.BENCH_ROUNDS ?? '3', 'BENCH_ROUNDS');
 const SCALE = Number(process.env.BENCH_REQUESTS_SCALE ?? '1');
 if (!(SCALE > 0)) throw new Error(`BENCH_REQUESTS_SCALE must be a positive number, got '${process.env.BENCH_REQUESTS_SCALE}'`);
@@ -88,13 +91,13 @@ async function main() {
   for (let i = 0; i < 4990; i++) registryArgs.push(`other:${i}:*`, 'other_events');
   for (let i = 0; i < 10; i++) registryArgs.push(`*:never${i}:[ab]?`, 'other_events');
   const registerMany = async () => {
-    await cli(redis.port, 'HSET', 'notifylist:registry', ...registryArgs);
-    await cli(redis.port, 'PUBLISH', 'notifylist:changes', 'bench');
+    await cli(redis.port, 'HSET', NAMES.registry, ...registryArgs);
+    await cli(redis.port, 'PUBLISH', NAMES.changes, 'reload');
     await sleep(500);
   };
   const unregisterMany = async () => {
-    await cli(redis.port, 'DEL', 'notifylist:registry');
-    await cli(redis.port, 'PUBLISH', 'notifylist:changes', 'bench');
+    await cli(redis.port, 'DEL', NAMES.registry);
+    await cli(redis.port, 'PUBLISH', NAMES.changes, 'reload');
     await sleep(500);
   };
 

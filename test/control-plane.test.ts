@@ -26,9 +26,13 @@ async function setup(config: Record<string, string> = {}): Promise<{ redis: Redi
 const flags = async (direct: Redis): Promise<string> => ((await direct.config('GET', 'notify-keyspace-events')) as string[])[1];
 
 describe('control plane', () => {
-  it('adds Ex to notify-keyspace-events without removing flags set by others', async () => {
-    const { direct } = await setup({ 'notify-keyspace-events': 'Kh' });
-    const merged = await flags(direct);
+  it('adds Ex to notify-keyspace-events without removing flags set by others, once something is registered', async () => {
+    const { proxy, direct } = await setup({ 'notify-keyspace-events': 'Kh' });
+    expect(await flags(direct)).toBe('hK'); // idle: nothing changed
+    const client = new Redis(proxy.port);
+    cleanups.push(async () => client.disconnect());
+    await client.call('NOTIFYLIST.SET', 'f*', 'flist');
+    const merged = await waitFor(() => flags(direct), (f) => f.includes('E'), 3000);
     for (const flag of ['K', 'h', 'E', 'x']) expect(merged).toContain(flag);
   });
 
@@ -52,11 +56,12 @@ describe('control plane', () => {
     expect(events.map((e) => JSON.parse(e).op)).toEqual(['set', 'expired']);
   });
 
-  it('reloads the function library after FUNCTION FLUSH', async () => {
+  it('reloads the function library after FUNCTION FLUSH while something is registered', async () => {
     const { proxy, direct } = await setup();
-    await direct.call('FUNCTION', 'FLUSH');
     const client = new Redis(proxy.port);
     cleanups.push(async () => client.disconnect());
+    expect(await client.call('NOTIFYLIST.SET', 'y*', 'ylist')).toBe('OK');
+    await direct.call('FUNCTION', 'FLUSH');
     const libraries = await waitFor(
       () => direct.call('FUNCTION', 'LIST', 'LIBRARYNAME', 'notifylist') as Promise<unknown[]>,
       (l) => l.length === 1,

@@ -1,108 +1,202 @@
-// The proxy's control plane: loads the function library, keeps the registry cache in step with
-// Redis (change channel, reload after any reconnect), makes Redis publish `expired`, listens to
-// it for every database, and runs the reaper.
+// The proxy's control plane. Two states:
+// - idle (nothing registered, no index entries in any database): after start-up it sends Redis
+//   nothing but a plain SUBSCRIBE to the change channel; no library, keys, patterns or timers.
+// - active: the function library is loaded, notify-keyspace-events has `Ex`, the keyevent channels
+//   of the databases that need them are subscribed, the reaper runs, and a maintenance tick checks
+//   the library and the registry counts every MAINTENANCE_MS.
+// The first NOTIFYLIST.* command loads the library (its client waits); a registration is announced
+// to every proxy and acknowledged by each before it is committed, so that once it has replied OK
+// every later write through any proxy is rewritten (registration is a barrier).
+import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { Redis } from 'ioredis';
 import type { ProxyConfig } from '../config.js';
-import { ExpiryReporter, Reaper } from './expiry.js';
-import { createControlClient, inEveryDatabase, parseRedisVersion, probeAuthRequired, withExpiredEvents } from './redis-control.js';
-import { Registry, type RegistrySnapshot } from './registry.js';
 import type { ControlHooks } from '../proxy/rewrite.js';
+import { ackMessage, announceMessage, parseChange, type ChangeMessage, type Registration } from './changes.js';
+import { ExpiryReporter, Reaper } from './expiry.js';
+import { EXPIRED_CHANNEL, expiredChannel, internalNames, type InternalNames } from './names.js';
+import { binary, createControlClient, parseRedisVersion, probeAuthRequired, withExpiredEvents } from './redis-control.js';
+import { Registry, type RegistrySnapshot } from './registry.js';
 
 /** Start-up failures worth one clear line and exit code 1. */
 export class StartupError extends Error {}
 
-const KEYEVENT_EXPIRED = '__keyevent@*__:expired';
-const KEYEVENT_CHANNEL = /^__keyevent@(\d+)__:expired$/;
+const LIBRARY_TEXT = readFileSync(new URL('./notifylist.lua', import.meta.url), 'utf8');
+/** The library's version (defined once, in the Lua source). */
+export const LIBRARY_VERSION = Number(/^local LIBRARY_VERSION = (\d+)$/m.exec(LIBRARY_TEXT)?.[1]);
 
 /** The library source with the internal prefix baked in (a Lua single-quoted string). */
 export function librarySource(prefix: string): string {
-  const source = readFileSync(new URL('./notifylist.lua', import.meta.url), 'utf8');
   const quoted = prefix.replace(/\\/g, '\\\\').replace(/'/g, "\\'").replace(/\n/g, '\\n');
-  return source.replace(/__PREFIX__/g, () => quoted);
+  return LIBRARY_TEXT.replace(/__PREFIX__/g, () => quoted);
+}
+
+/** While active: library present, registry counts, index entries, once per this long. */
+const MAINTENANCE_MS = 5000;
+/** How long a registration waits for every proxy's acknowledgement before it goes ahead anyway. */
+const BARRIER_TIMEOUT_MS = 1000;
+/** How long a client's requests wait for the registry to become current again before they go on. */
+const DOUBT_TIMEOUT_MS = 5000;
+/** An auth probe older than this is repeated (on demand, while active) when a decision needs it. */
+const AUTH_PROBE_MAX_AGE_MS = 5000;
+/** Patterns per HMGET when looking changed registrations up. */
+const LOOKUP_BATCH = 1000;
+
+interface AckWaiter {
+  needed: number;
+  received: number;
+  done: () => void;
 }
 
 export class ControlPlane implements ControlHooks {
+  readonly names: InternalNames;
   readonly registry = new Registry();
   readonly control: Redis;
   readonly subscriber: Redis;
   readonly reporter: ExpiryReporter;
   readonly reaper: Reaper;
-  /** True while the keyevent subscription is in place. */
-  subscribed = false;
-  /** New connections must AUTH first (see Rewriter: such clients' writes stay unchanged until they try). */
+  /** Counters for NOTIFYLIST.INFO. */
+  readonly counters = { barrierTimeouts: 0, doubtTimeouts: 0 };
+  private active = false;
+  private activating: Promise<void> | null = null;
+  /** The library with our version is known to be loaded. */
+  private libraryReady = false;
+  private libraryLoading: Promise<void> | null = null;
+  /** Bumped when the library may have gone: a check that started before does not count. */
+  private libraryGeneration = 0;
+  /** Subscribed to the change channel, and the registry fully loaded since. */
+  private current = false;
+  private currentWaiters: Array<() => void> = [];
+  /** Channels subscribed to while active: the wake channel and keyevent channels. */
+  private readonly activeChannels = new Set<string>();
+  private keyeventSubscribed = false;
+  /** Databases whose expiry index has entries (last maintenance or full load). */
+  private indexedDbs: number[] = [];
   private authIsRequired = false;
+  private authProbedAt = 0;
+  private authProbing = false;
   private lastControlError: string | null = null;
   private maintenanceTimer: NodeJS.Timeout | null = null;
   private running = false;
   private databaseCount = 16;
-  private reloading: Promise<void> | null = null;
-  private reloadAgain = false;
+  private loading: Promise<void> | null = null;
+  private loadAgain = false;
+  private lookups = new Set<string>();
+  private lookingUp: Promise<void> | null = null;
+  private announcing: Registration[] = [];
+  private announced: Promise<void> | null = null;
+  private readonly ackWaiters = new Map<string, AckWaiter>();
+  private announceSequence = 0;
+  private readonly id = randomUUID();
 
   constructor(
     private readonly config: ProxyConfig,
     private readonly log: (line: string) => void,
   ) {
+    this.names = internalNames(config.prefix);
     const retry = (): boolean => this.running;
     this.control = createControlClient(config.upstream, 'notifylist-proxy:control', retry);
     this.subscriber = createControlClient(config.upstream, 'notifylist-proxy:events', retry);
+    // Subscriptions are made again by hand after a reconnect, then the registry is reloaded.
+    this.subscriber.options.autoResubscribe = false;
     // ioredis reconnects by itself; errors in between are reported by the events below. The last
     // one says why a start-up connection failed (connect() itself only says "Connection is closed").
     this.control.on('error', (error: Error) => {
       this.lastControlError = error.message;
     });
     this.subscriber.on('error', () => undefined);
-    this.reporter = new ExpiryReporter(this.control, this.registry, config.prefix, log);
-    this.reaper = new Reaper(this.control, this.registry, this.reporter, config.prefix, config.leaseMs, log);
+    this.reporter = new ExpiryReporter(this.control, this.registry, this.names, log);
+    this.reaper = new Reaper(this.control, this.registry, this.reporter, this.names, config.leaseMs, log);
   }
+
+  // ---- hooks for sessions (ControlHooks) ----
 
   databases(): number {
     return this.databaseCount;
   }
 
-  libraryMayBeGone(): void {
-    // The command is still on its way to Redis: look shortly after it, and once more later.
-    for (const delay of [5, 100]) setTimeout(() => void this.ensureLibrary(), delay).unref();
-  }
-
   authRequired(): boolean {
+    if (this.active && Date.now() - this.authProbedAt > AUTH_PROBE_MAX_AGE_MS) void this.probeAuth();
     return this.authIsRequired;
   }
 
-  private async probeAuth(): Promise<void> {
-    this.authIsRequired = await probeAuthRequired(this.config.upstream);
+  registryIsCurrent(): boolean {
+    return this.current;
+  }
+
+  /** Resolves when the registry is current again, or after DOUBT_TIMEOUT_MS (counted, logged). */
+  whenCurrent(): Promise<void> {
+    if (this.current) return Promise.resolve();
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.counters.doubtTimeouts++;
+        this.log(`registry not current for ${DOUBT_TIMEOUT_MS} ms (change subscription down); requests go on unverified`);
+        resolve();
+      }, DOUBT_TIMEOUT_MS);
+      this.currentWaiters.push(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  }
+
+  libraryMayBeGone(): void {
+    // Idle: the library is loaded again when next needed.
+    if (!this.active && !this.activating && this.registry.empty) return;
+    this.forgetLibrary();
+    // The command is still on its way to Redis: look shortly after it, and once more later.
+    for (const delay of [5, 100]) setTimeout(() => void this.ensureLibrary().catch(() => undefined), delay).unref();
+  }
+
+  /** For NOTIFYLIST.* commands: resolves once the library is loaded (errors: the FCALL reports them). */
+  libraryLoaded(): Promise<void> {
+    return this.ensureLibrary().catch((error: Error) => this.log(`cannot load the function library: ${error.message}`));
   }
 
   /**
-   * Things that change without a reconnect: requirepass / the ACL default user, databases that
-   * hold index entries but no registrations any more, and the function library (FUNCTION FLUSH,
-   * or a restart without persistence that ioredis did not notice).
+   * A client sent NOTIFYLIST.SET: the pair is a candidate on this proxy at once; the returned
+   * promise resolves when every proxy has acknowledged it (or BARRIER_TIMEOUT_MS passed), and only
+   * then may the registration go to Redis. Registrations of the same tick share one announcement.
    */
-  private async maintain(): Promise<void> {
-    await this.probeAuth();
-    await this.reaper.findIndexedDatabases(this.databaseCount).catch(() => undefined);
-    await this.ensureLibrary();
-  }
-
-  private async ensureLibrary(): Promise<void> {
-    try {
-      const libraries = (await this.control.call('FUNCTION', 'LIST', 'LIBRARYNAME', 'notifylist')) as unknown[];
-      if (libraries.length === 0) {
-        this.log('function library missing; loading it again');
-        await this.prepare();
-      }
-    } catch {
-      // Disconnected: the ready handler prepares everything again.
+  announceRegistration(registration: Registration): Promise<void> {
+    this.registry.announce([registration]);
+    this.announcing.push(registration);
+    if (this.announced === null) {
+      this.announced = new Promise<void>((resolve) => {
+        setImmediate(() => {
+          const batch = this.announcing;
+          this.announcing = [];
+          this.announced = null;
+          this.announce(batch).then(resolve, (error: Error) => {
+            this.log(`announcing a registration failed: ${error.message}`);
+            resolve();
+          });
+        });
+      });
     }
+    return this.announced;
   }
 
   infoFields(): string[] {
-    return [this.reaper.id, this.reaper.isLeader ? '1' : '0', this.subscribed ? 'up' : 'down'];
+    return [
+      `proxy_id:${this.reaper.id}`,
+      `reaper_leader:${this.reaper.isLeader ? 1 : 0}`,
+      `keyevent_subscription:${!this.active ? 'idle' : this.keyeventSubscribed ? 'up' : 'down'}`,
+      `registry_current:${this.current ? 'yes' : 'no'}`,
+      `barrier_timeouts:${this.counters.barrierTimeouts}`,
+      `doubt_timeouts:${this.counters.doubtTimeouts}`,
+    ];
   }
 
   get upstreamName(): string {
     return `${this.config.upstream.host}:${this.config.upstream.port}`;
   }
+
+  get isActive(): boolean {
+    return this.active;
+  }
+
+  // ---- lifecycle ----
 
   async start(): Promise<void> {
     try {
@@ -125,63 +219,187 @@ export class ControlPlane implements ControlHooks {
         `Redis at ${this.upstreamName} is version ${version?.join('.') ?? 'unknown'}; notifylist-proxy needs Redis 7.0 or newer (functions)`,
       );
     }
+    const databases = (await this.control.config('GET', 'databases').catch(() => [])) as string[];
+    if (databases.length === 2) this.databaseCount = Number(databases[1]);
+    await this.probeAuth();
+
+    this.subscriber.on('messageBuffer', (channel: Buffer, message: Buffer) => this.onMessage(channel, message));
+    await this.subscriber.connect();
+    await this.subscribeChanges();
     try {
-      await this.prepare();
+      await this.loadAll(true);
+      if (this.needsActivation()) await this.activate();
     } catch (error) {
       throw new StartupError(`cannot prepare Redis at ${this.upstreamName}: ${(error as Error).message}`);
     }
     this.running = true;
-    this.maintenanceTimer = setInterval(() => void this.maintain(), 5000);
-    this.maintenanceTimer.unref();
 
-    // After any reconnect: library and flags again (Redis may have restarted), then registrations,
-    // then the reaper catches up on everything that fell due meanwhile.
+    // After any reconnect: library and flags again if active (Redis may have restarted); the
+    // subscriber subscribes again and reloads the registry (changes may have been missed).
     this.control.on('ready', () => {
-      void this.prepare()
+      if (!this.active) return;
+      this.forgetLibrary();
+      void this.prepareActive()
         .then(() => this.reaper.wake())
         .catch((error: Error) => this.log(`after reconnect: ${error.message}`));
     });
-    this.subscriber.on('ready', () => {
-      this.subscribed = true;
-      void this.reload().then(() => this.reaper.wake());
-    });
+    this.control.on('close', () => this.reaper.connectionLost());
     this.subscriber.on('close', () => {
-      this.subscribed = false;
+      this.current = false;
+      this.keyeventSubscribed = false;
     });
-    this.subscriber.on('pmessageBuffer', (_pattern: Buffer, channel: Buffer, message: Buffer) => {
-      const match = KEYEVENT_CHANNEL.exec(channel.toString('latin1'));
-      if (match) this.reporter.queue(Number(match[1]), message.toString('latin1'));
+    this.subscriber.on('ready', () => {
+      void this.subscribeChanges()
+        .then(() => this.loadAll(true))
+        .then(() => this.afterRegistryChange())
+        .catch((error: Error) => this.log(`after reconnect of the subscriber: ${error.message}`));
     });
-    this.subscriber.on('messageBuffer', (channel: Buffer) => {
-      const name = channel.toString('latin1');
-      if (name === `${this.config.prefix}changes`) void this.reload().then(() => this.reaper.wake());
-      else if (name === `${this.config.prefix}wake`) this.reaper.wake();
-    });
-    await this.subscriber.connect();
-    await this.subscriber.psubscribe(KEYEVENT_EXPIRED);
-    await this.subscriber.subscribe(`${this.config.prefix}changes`, `${this.config.prefix}wake`);
-    this.subscribed = true;
-    this.reaper.start();
   }
 
   async stop(): Promise<void> {
     this.running = false;
-    if (this.maintenanceTimer) clearInterval(this.maintenanceTimer);
+    this.stopMaintenance();
     await this.reaper.stop();
     this.reporter.stop();
     this.subscriber.disconnect();
     await this.control.quit().catch(() => this.control.disconnect());
   }
 
-  /** Library, notification flags, database count, clock, registrations. */
-  private async prepare(): Promise<void> {
-    await this.control.call('FUNCTION', 'LOAD', 'REPLACE', librarySource(this.config.prefix));
+  // ---- activation ----
+
+  private needsActivation(): boolean {
+    return !this.registry.empty || this.indexedDbs.length > 0;
+  }
+
+  /** Becomes active (idempotent; concurrent calls share one). */
+  private activate(): Promise<void> {
+    if (this.active) return Promise.resolve();
+    if (!this.activating) {
+      this.activating = this.prepareActive()
+        .then(() => {
+          this.active = true;
+          this.log('active: registrations present');
+          this.startMaintenance();
+          this.reaper.start();
+          void this.syncKeyeventSubscriptions();
+        })
+        .finally(() => {
+          this.activating = null;
+        });
+    }
+    return this.activating;
+  }
+
+  private deactivate(): void {
+    if (!this.active) return;
+    this.active = false;
+    this.log('idle: nothing registered, no index entries');
+    this.stopMaintenance();
+    void this.reaper.stop();
+    void this.syncKeyeventSubscriptions();
+  }
+
+  /** Library, notification flags, clock, auth probe. */
+  private async prepareActive(): Promise<void> {
+    await this.ensureLibrary();
     await this.ensureExpiredEvents();
-    const databases = (await this.control.config('GET', 'databases').catch(() => [])) as string[];
-    if (databases.length === 2) this.databaseCount = Number(databases[1]);
     await this.reaper.measureClock();
     await this.probeAuth();
-    await this.reload();
+  }
+
+  /** After the registry view changed: become active or idle, follow the right keyevent channels. */
+  private async afterRegistryChange(): Promise<void> {
+    if (this.needsActivation()) {
+      await this.activate().catch((error: Error) => this.log(`cannot become active: ${error.message}`));
+      await this.syncKeyeventSubscriptions();
+      this.reaper.wake();
+    } else if (this.registry.announcedPatterns().length === 0) {
+      this.deactivate();
+    }
+  }
+
+  private startMaintenance(): void {
+    if (this.maintenanceTimer) return;
+    this.maintenanceTimer = setInterval(() => void this.maintain(), MAINTENANCE_MS);
+    this.maintenanceTimer.unref();
+  }
+
+  private stopMaintenance(): void {
+    if (this.maintenanceTimer) clearInterval(this.maintenanceTimer);
+    this.maintenanceTimer = null;
+  }
+
+  /**
+   * Things that change without a message: the library (FUNCTION FLUSH, a restart without
+   * persistence), registries changed directly on Redis (FLUSHALL, HDEL), index entries. One
+   * pipeline on the control connection; a full reload only when the counts differ.
+   */
+  private async maintain(): Promise<void> {
+    try {
+      const pipeline = this.control.pipeline();
+      pipeline.call('FCALL_RO', 'notifylist_version', 0);
+      for (let db = 0; db < this.databaseCount; db++) {
+        pipeline.select(db).hlen(this.names.registry).zcard(this.names.expiry);
+      }
+      pipeline.select(0);
+      const results = (await pipeline.exec()) ?? [];
+      const [versionError, version] = results[0];
+      if (versionError || Number(version) !== LIBRARY_VERSION) {
+        this.forgetLibrary();
+        await this.ensureLibrary().catch((error: Error) => this.log(`cannot load the function library: ${error.message}`));
+      }
+      const counts = this.registry.countsByDb();
+      let differs = false;
+      const indexed: number[] = [];
+      for (let db = 0; db < this.databaseCount; db++) {
+        const [, registrations] = results[2 + 3 * db];
+        const [, entries] = results[3 + 3 * db];
+        if (Number(registrations) !== (counts.get(db) ?? 0)) differs = true;
+        if (Number(entries) > 0) indexed.push(db);
+      }
+      this.setIndexedDbs(indexed);
+      this.registry.expireAnnouncements();
+      if (differs) await this.loadAll(false);
+      await this.afterRegistryChange();
+    } catch {
+      // Disconnected: the ready handlers prepare everything again.
+    }
+  }
+
+  // ---- library and flags ----
+
+  private forgetLibrary(): void {
+    this.libraryReady = false;
+    this.libraryGeneration++;
+  }
+
+  /** Loads the library unless our version is there; refuses to replace a newer one. */
+  private ensureLibrary(): Promise<void> {
+    if (this.libraryReady) return Promise.resolve();
+    if (this.libraryLoading) return this.libraryLoading.then(() => this.ensureLibrary());
+    const generation = this.libraryGeneration;
+    this.libraryLoading = (async () => {
+      let loaded: number | null = null;
+      try {
+        loaded = Number(await this.control.call('FCALL_RO', 'notifylist_version', 0));
+      } catch (error) {
+        // No library, or one from before versions (no such function).
+        if (!/Function not found/i.test((error as Error).message)) throw error;
+      }
+      if (loaded !== null && loaded > LIBRARY_VERSION) {
+        throw new Error(
+          `Redis holds function library notifylist version ${loaded}, newer than this proxy's ${LIBRARY_VERSION}; not replacing it (upgrade this proxy)`,
+        );
+      }
+      if (loaded !== LIBRARY_VERSION) {
+        await this.control.call('FUNCTION', 'LOAD', 'REPLACE', librarySource(this.config.prefix));
+        this.log(`function library notifylist version ${LIBRARY_VERSION} loaded`);
+      }
+      this.libraryReady = generation === this.libraryGeneration;
+    })().finally(() => {
+      this.libraryLoading = null;
+    });
+    return this.libraryLoading;
   }
 
   /** Adds what we need to notify-keyspace-events without removing what others set. */
@@ -195,37 +413,213 @@ export class ControlPlane implements ControlHooks {
     }
   }
 
-  /** Reloads every database's registrations; concurrent requests coalesce into one more load. */
-  reload(): Promise<void> {
-    if (this.reloading) {
-      this.reloadAgain = true;
-      return this.reloading;
+  private async probeAuth(): Promise<void> {
+    if (this.authProbing) return;
+    this.authProbing = true;
+    try {
+      this.authIsRequired = await probeAuthRequired(this.config.upstream);
+      this.authProbedAt = Date.now();
+    } finally {
+      this.authProbing = false;
     }
-    this.reloading = (async () => {
-      do {
-        this.reloadAgain = false;
-        try {
-          this.registry.replace(await this.loadRegistrations());
-        } catch (error) {
-          this.log(`registry reload failed: ${(error as Error).message}`);
-        }
-      } while (this.reloadAgain);
-      this.reloading = null;
-    })();
-    return this.reloading;
   }
 
-  private async loadRegistrations(): Promise<RegistrySnapshot> {
-    const results = await inEveryDatabase(this.control, this.databaseCount, ['HGETALL', `${this.config.prefix}registry`]);
+  // ---- subscriptions and change messages ----
+
+  private async subscribeChanges(): Promise<void> {
+    await this.subscriber.subscribe(this.names.changes);
+    this.activeChannels.clear();
+    this.keyeventSubscribed = false;
+  }
+
+  /** While active: the wake channel, and the keyevent `expired` channels of exactly the databases
+   * that have registrations or index entries. None while idle. */
+  private async syncKeyeventSubscriptions(): Promise<void> {
+    const databases = new Set([...this.registry.databases(), ...this.indexedDbs]);
+    const wanted = new Set(this.active ? [this.names.wake, ...[...databases].map(expiredChannel)] : []);
+    const add = [...wanted].filter((channel) => !this.activeChannels.has(channel));
+    const remove = [...this.activeChannels].filter((channel) => !wanted.has(channel));
+    try {
+      if (add.length > 0) await this.subscriber.subscribe(...add);
+      for (const channel of add) this.activeChannels.add(channel);
+      if (remove.length > 0) await this.subscriber.unsubscribe(...remove);
+      for (const channel of remove) this.activeChannels.delete(channel);
+      this.keyeventSubscribed = this.active && this.current;
+    } catch {
+      // Subscriber down: subscribed again after it reconnects.
+    }
+  }
+
+  private onMessage(channel: Buffer, message: Buffer): void {
+    const name = channel.toString('latin1');
+    if (name === this.names.changes) this.onChange(parseChange(message.toString('latin1')));
+    else if (name === this.names.wake) this.reaper.wake();
+    else {
+      const match = EXPIRED_CHANNEL.exec(name);
+      if (match) this.reporter.queue(Number(match[1]), message.toString('latin1'));
+    }
+  }
+
+  /** Applied synchronously: sessions see a registration before the next client chunk is read. */
+  private onChange(change: ChangeMessage): void {
+    switch (change.kind) {
+      case 'announce':
+        this.registry.announce(change.registrations);
+        this.control.publish(this.names.changes, binary(ackMessage(change.nonce))).catch(() => undefined);
+        void this.afterRegistryChange();
+        break;
+      case 'ack': {
+        const waiter = this.ackWaiters.get(change.nonce);
+        if (waiter && ++waiter.received >= waiter.needed) waiter.done();
+        break;
+      }
+      case 'set':
+        this.registry.announce(change.registrations);
+        this.lookUp(change.registrations.map((registration) => registration.pattern));
+        break;
+      case 'del':
+        this.lookUp([change.pattern]);
+        break;
+      case 'reload':
+        void this.reload().then(() => this.afterRegistryChange());
+        break;
+    }
+  }
+
+  /** Publishes an announcement and waits for every subscriber of the change channel to ack it. */
+  private async announce(registrations: Registration[]): Promise<void> {
+    await this.ensureLibrary(); // before any proxy rewrites a write into a call of it
+    const nonce = `${this.id}:${++this.announceSequence}`;
+    let timer: NodeJS.Timeout | undefined;
+    const acknowledged = new Promise<void>((resolve) => {
+      this.ackWaiters.set(nonce, { needed: Infinity, received: 0, done: resolve });
+      timer = setTimeout(() => {
+        this.counters.barrierTimeouts++;
+        const waiter = this.ackWaiters.get(nonce);
+        this.log(`registration barrier: ${waiter?.received ?? 0} of ${waiter?.needed} subscribers acknowledged within ${BARRIER_TIMEOUT_MS} ms; going ahead`);
+        resolve();
+      }, BARRIER_TIMEOUT_MS);
+    });
+    try {
+      const receivers = Number(await this.control.publish(this.names.changes, binary(announceMessage(nonce, registrations))));
+      const waiter = this.ackWaiters.get(nonce)!;
+      waiter.needed = receivers;
+      if (waiter.received >= receivers) waiter.done();
+      await acknowledged;
+    } finally {
+      clearTimeout(timer);
+      this.ackWaiters.delete(nonce);
+    }
+  }
+
+  // ---- loading the registry ----
+
+  /** Full reload of every database's registrations (tests and SWAPDB use it). */
+  reload(): Promise<void> {
+    return this.loadAll(false);
+  }
+
+  /**
+   * Reads every database's registry and index size in one pipeline. Concurrent requests coalesce
+   * into one more load. With `makesCurrent`, a successful load after (re)subscribing makes the
+   * registry current and releases the requests that waited for it.
+   */
+  private loadAll(makesCurrent: boolean): Promise<void> {
+    if (this.loading) {
+      this.loadAgain = true;
+      return this.loading.then(() => (makesCurrent ? this.loadAll(true) : undefined));
+    }
+    this.loading = (async () => {
+      do {
+        this.loadAgain = false;
+        try {
+          const { snapshot, indexed } = await this.readRegistries();
+          this.registry.replace(snapshot);
+          this.setIndexedDbs(indexed);
+          if (makesCurrent) this.becomeCurrent();
+        } catch (error) {
+          this.log(`registry reload failed: ${(error as Error).message}`);
+          if (makesCurrent) throw error;
+        }
+      } while (this.loadAgain);
+    })().finally(() => {
+      this.loading = null;
+    });
+    return this.loading;
+  }
+
+  private becomeCurrent(): void {
+    this.current = true;
+    const waiters = this.currentWaiters;
+    this.currentWaiters = [];
+    for (const waiter of waiters) waiter();
+  }
+
+  private async readRegistries(): Promise<{ snapshot: RegistrySnapshot; indexed: number[] }> {
+    const pipeline = this.control.pipeline();
+    for (let db = 0; db < this.databaseCount; db++) {
+      pipeline.select(db).callBuffer('HGETALL', this.names.registry).zcard(this.names.expiry);
+    }
+    pipeline.select(0);
+    const results = (await pipeline.exec()) ?? [];
     const snapshot: RegistrySnapshot = new Map();
-    for (const [db, [error, reply]] of results.entries()) {
-      if (error) throw error;
-      const fields = reply as Buffer[];
+    const indexed: number[] = [];
+    for (let db = 0; db < this.databaseCount; db++) {
+      const [registryError, fields] = results[3 * db + 1] as [Error | null, Buffer[]];
+      const [indexError, entries] = results[3 * db + 2] as [Error | null, number];
+      if (registryError) throw registryError;
+      if (indexError) throw indexError;
+      if (Number(entries) > 0) indexed.push(db);
       if (fields.length === 0) continue;
       const patterns = new Map<string, string>();
       for (let i = 0; i < fields.length; i += 2) patterns.set(fields[i].toString('latin1'), fields[i + 1].toString('latin1'));
       snapshot.set(db, patterns);
     }
-    return snapshot;
+    return { snapshot, indexed };
+  }
+
+  private setIndexedDbs(indexed: number[]): void {
+    this.indexedDbs = indexed;
+    this.reaper.setIndexedDatabases(indexed);
+  }
+
+  /**
+   * Looks changed patterns up in every database (batched: the patterns of one tick in one
+   * pipeline of HMGETs), so that the cost of a change does not grow with the registry.
+   */
+  private lookUp(patterns: string[]): void {
+    for (const pattern of patterns) this.lookups.add(pattern);
+    if (this.lookingUp) return;
+    this.lookingUp = (async () => {
+      while (this.lookups.size > 0) {
+        const batch = [...this.lookups].slice(0, LOOKUP_BATCH);
+        for (const pattern of batch) this.lookups.delete(pattern);
+        try {
+          const pipeline = this.control.pipeline();
+          for (let db = 0; db < this.databaseCount; db++) {
+            pipeline.select(db).callBuffer('HMGET', this.names.registry, ...batch.map(binary));
+          }
+          pipeline.select(0);
+          const results = (await pipeline.exec()) ?? [];
+          const found = batch.map(() => new Map<number, string>());
+          for (let db = 0; db < this.databaseCount; db++) {
+            const [error, lists] = results[2 * db + 1] as [Error | null, Array<Buffer | null>];
+            if (error) throw error;
+            lists.forEach((list, i) => {
+              if (list !== null) found[i].set(db, list.toString('latin1'));
+            });
+          }
+          batch.forEach((pattern, i) => this.registry.replacePattern(pattern, found[i]));
+        } catch (error) {
+          this.log(`registry lookup failed (${(error as Error).message}); reloading`);
+          this.lookups.clear();
+          await this.reload();
+        }
+      }
+    })().finally(() => {
+      this.lookingUp = null;
+      if (this.lookups.size > 0) this.lookUp([]);
+      else void this.afterRegistryChange();
+    });
   }
 }

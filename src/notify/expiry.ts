@@ -3,8 +3,9 @@
 // index entry and pushes `expired` only if it removed it and the deadline has passed.
 import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
+import type { InternalNames } from './names.js';
 import type { Registry } from './registry.js';
-import { binary, inDatabase, inEveryDatabase } from './redis-control.js';
+import { binary, inDatabase } from './redis-control.js';
 
 /** Keys per FCALL: bounds the time one call blocks Redis. */
 const BATCH = 500;
@@ -34,7 +35,7 @@ export class ExpiryReporter {
   constructor(
     private readonly control: Redis,
     private readonly registry: Registry,
-    private readonly internalPrefix: string,
+    private readonly names: InternalNames,
     private readonly log: (line: string) => void,
   ) {
     this.rotation = setInterval(() => {
@@ -51,7 +52,7 @@ export class ExpiryReporter {
   /** From the keyevent subscription: queue, and report in batches on the next tick. */
   queue(db: number, key: string): void {
     // Internal keys (the reaper lease expires, for one) never match patterns.
-    if (key.startsWith(this.internalPrefix) || !this.registry.forDb(db)?.hasAny(key)) return;
+    if (key.startsWith(this.names.prefix) || !this.registry.all.hasAny(key)) return;
     const id = `${db}\n${key}`;
     if (this.recent.delete(id) || this.older.delete(id)) return;
     let keys = this.queued.get(db);
@@ -79,14 +80,15 @@ export class ExpiryReporter {
 
   /** Reports the given keys of one database through the atomic function; returns events pushed. */
   async report(db: number, keys: string[], byReaper = false): Promise<number> {
-    const index = this.registry.forDb(db);
+    // Candidates of every database: the library keeps only those registered in this one.
+    const index = this.registry.all;
     let pushed = 0;
     for (let start = 0; start < keys.length; start += BATCH) {
       const batch = keys.slice(start, start + BATCH);
       const triples: Buffer[] = [];
       batch.forEach((key, i) => {
         if (byReaper) this.recent.add(`${db}\n${key}`);
-        index?.match(key, (pattern, list) => triples.push(binary(String(i + 1)), binary(pattern), binary(list)));
+        index.match(key, (pattern, list) => triples.push(binary(String(i + 1)), binary(pattern), binary(list)));
       });
       const [result] = await inDatabase(this.control, db, [
         ['FCALL', 'notifylist_expired', batch.length, ...batch.map(binary), triples.length / 3, ...triples],
@@ -107,14 +109,21 @@ export class ExpiryReporter {
  */
 export class Reaper {
   readonly id = randomUUID();
-  isLeader = false;
   /** Redis clock minus local clock, in ms (deadlines are on Redis's clock). */
   private clockOffset = 0;
   private leaseTimer: NodeJS.Timeout | null = null;
   private wakeTimer: NodeJS.Timeout | null = null;
   private running = false;
   private again = false;
-  private stopped = false;
+  /** Not started yet, or stopped: an idle proxy reaps nothing and holds no lease. */
+  private stopped = true;
+  /**
+   * Local time until which the lease is surely ours: counted from when the renewal was sent, so
+   * a reply that is late (or never comes, while the connection is down) cannot make us believe
+   * we lead when we do not.
+   */
+  private leaseValidUntil = 0;
+  private leading = false;
   /** Databases with index entries, whether or not they still have registrations. */
   private indexedDatabases: number[] = [];
 
@@ -122,20 +131,18 @@ export class Reaper {
     private readonly control: Redis,
     private readonly registry: Registry,
     private readonly reporter: ExpiryReporter,
-    private readonly prefix: string,
+    private readonly names: InternalNames,
     private readonly leaseMs: number,
     private readonly log: (line: string) => void,
   ) {}
 
-  private get leaseKey(): string {
-    return `${this.prefix}reaper`;
-  }
-
-  private get indexKey(): string {
-    return `${this.prefix}expiry`;
+  /** True only while a renewal of the lease is known to have succeeded less than a lease ago. */
+  get isLeader(): boolean {
+    return this.leading && Date.now() < this.leaseValidUntil;
   }
 
   start(): void {
+    if (!this.stopped) return;
     this.stopped = false;
     void this.renewLease();
     this.wake();
@@ -143,13 +150,25 @@ export class Reaper {
   }
 
   async stop(): Promise<void> {
+    if (this.stopped) return;
     this.stopped = true;
     if (this.leaseTimer) clearInterval(this.leaseTimer);
     if (this.wakeTimer) clearTimeout(this.wakeTimer);
-    if (this.isLeader) {
-      this.isLeader = false;
-      await inDatabase(this.control, 0, [['FCALL', 'notifylist_release', 1, this.leaseKey, this.id]]).catch(() => undefined);
+    this.leaseTimer = null;
+    this.wakeTimer = null;
+    if (this.leading) {
+      this.setLeading(false);
+      await inDatabase(this.control, 0, [['FCALL', 'notifylist_release', 1, this.names.reaperLease, this.id]]).catch(() => undefined);
     }
+  }
+
+  /** The control connection dropped: whatever we held, we cannot prove it now. */
+  connectionLost(): void {
+    this.setLeading(false);
+  }
+
+  setIndexedDatabases(databases: number[]): void {
+    this.indexedDatabases = databases;
   }
 
   async measureClock(): Promise<void> {
@@ -159,19 +178,30 @@ export class Reaper {
     this.clockOffset = Number(seconds) * 1000 + Math.floor(Number(micros) / 1000) - (before + after) / 2;
   }
 
+  private setLeading(leading: boolean): void {
+    if (leading && !this.leading) {
+      this.log(`reaper lease taken (${this.id})`);
+      this.leading = true;
+      this.wake();
+    } else if (!leading && this.leading) {
+      this.log('reaper lease lost');
+      this.leading = false;
+    }
+  }
+
   private async renewLease(): Promise<void> {
-    if (this.stopped) return;
+    if (this.stopped || this.control.status !== 'ready') {
+      this.setLeading(false);
+      return;
+    }
+    const sent = Date.now();
     try {
-      const [held] = await inDatabase(this.control, 0, [['FCALL', 'notifylist_lease', 1, this.leaseKey, this.id, this.leaseMs]]);
-      const wasLeader = this.isLeader;
-      this.isLeader = Number(held) === 1;
-      if (this.isLeader && !wasLeader) {
-        this.log(`reaper lease taken (${this.id})`);
-        this.wake();
-      }
-      if (!this.isLeader && wasLeader) this.log('reaper lease lost');
+      const [held] = await inDatabase(this.control, 0, [['FCALL', 'notifylist_lease', 1, this.names.reaperLease, this.id, this.leaseMs]]);
+      if (this.stopped) return;
+      if (Number(held) === 1) this.leaseValidUntil = sent + this.leaseMs;
+      this.setLeading(Number(held) === 1);
     } catch {
-      this.isLeader = false; // cannot prove we still hold it
+      this.setLeading(false); // cannot prove we still hold it
     }
   }
 
@@ -190,13 +220,6 @@ export class Reaper {
         this.wake();
       }
     });
-  }
-
-  /** Looks for index entries in every database (they outlive the database's last registration:
-   * reaping them then pushes nothing, but removes them). */
-  async findIndexedDatabases(databaseCount: number): Promise<void> {
-    const results = await inEveryDatabase(this.control, databaseCount, ['ZCARD', this.indexKey]);
-    this.indexedDatabases = [...results.keys()].filter((db) => !results[db][0] && Number(results[db][1]) > 0);
   }
 
   /** A few bounded steps of the database's pending backfills; true if some remain. */
@@ -222,8 +245,8 @@ export class Reaper {
           // The due entries, and in the same round trip the first entry after them.
           const dueUpTo = String(Math.floor(Date.now() + this.clockOffset) - 1 - grace);
           const [due, after] = (await inDatabase(this.control, db, [
-            ['ZRANGE', this.indexKey, '-inf', dueUpTo, 'BYSCORE', 'LIMIT', 0, BATCH],
-            ['ZRANGE', this.indexKey, `(${dueUpTo}`, '+inf', 'BYSCORE', 'LIMIT', 0, 1, 'WITHSCORES'],
+            ['ZRANGE', this.names.expiry, '-inf', dueUpTo, 'BYSCORE', 'LIMIT', 0, BATCH],
+            ['ZRANGE', this.names.expiry, `(${dueUpTo}`, '+inf', 'BYSCORE', 'LIMIT', 0, 1, 'WITHSCORES'],
           ])) as [Buffer[], Buffer[]];
           if (due.length > 0) await this.reporter.report(db, due.map((key) => key.toString('latin1')), true);
           if (due.length < BATCH) {

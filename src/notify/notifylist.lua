@@ -11,11 +11,15 @@
 --   __PREFIX__expiry    zset  key -> absolute deadline in ms (Redis clock, PEXPIRETIME)
 --   __PREFIX__stats     hash  events -> number of events pushed
 --   __PREFIX__backfill  hash  pattern -> SCAN cursor of its pending backfill
--- Channels: __PREFIX__changes (registry changed), __PREFIX__wake (a new earliest deadline).
+-- Channels: __PREFIX__changes (registry changes: see src/notify/changes.ts for the messages),
+-- __PREFIX__wake (a new earliest deadline).
 --
 -- The proxy matches keys against its cached registry and passes candidate (pattern, list) pairs;
 -- every pair is verified here against the registry before use, so a stale proxy cache can only
 -- cost an extra lookup, never a wrong event.
+
+-- Bumped whenever a function's interface or behaviour changes: a proxy never replaces a newer one.
+local LIBRARY_VERSION = 2
 
 local PREFIX = '__PREFIX__'
 local REGISTRY = PREFIX .. 'registry'
@@ -386,17 +390,18 @@ end
 -- makes every proxy reload its registry.
 local function notifylist_swapdb(_, argv)
   local reply = redis.pcall(unpack(argv))
-  if not is_error(reply) then redis.call('PUBLISH', CHANGES, '') end
+  if not is_error(reply) then redis.call('PUBLISH', CHANGES, 'reload') end
   return reply
 end
 
--- FCALL notifylist_info 0 <databases> <proxy id> <reaper leader 0|1> <subscription up|down>
--- INFO-style text: this proxy's state and, per database, what Redis holds.
+-- FCALL notifylist_info 0 <databases> <n> <n proxy state lines> <the client's arguments...>
+-- INFO-style text: this proxy's state (name:value lines, from the proxy) and, per database, what
+-- Redis holds.
 local function notifylist_info(_, argv)
-  if #argv ~= 4 then return arity_error('notifylist.info') end
-  local databases = tonumber(argv[1])
-  local lines = { '# notifylist', 'proxy_id:' .. argv[2], 'reaper_leader:' .. argv[3],
-    'keyevent_subscription:' .. argv[4] }
+  local databases, fields = tonumber(argv[1]), tonumber(argv[2])
+  if #argv ~= 2 + fields then return arity_error('notifylist.info') end
+  local lines = { '# notifylist' }
+  for i = 3, 2 + fields do lines[#lines + 1] = argv[i] end
   local now = now_ms()
   for db = 0, databases - 1 do
     redis.call('SELECT', db)
@@ -430,33 +435,44 @@ local function notifylist_expired(keys, argv)
   return pushed
 end
 
--- FCALL notifylist_backfill 0 <count>: one bounded SCAN step of one pending backfill: index the
--- matching keys that have a TTL and no entry yet. Returns the number of backfills still pending.
+-- FCALL notifylist_backfill 0 <count>: bounded SCAN steps of pending backfills: index the keys
+-- that match a pending pattern, have a TTL and no entry yet. A step costs what it scans (about
+-- min(DBSIZE, count) per SCAN call, a budget of 4 x count per call): patterns are picked without
+-- reading them all, and a small database lets one call finish many patterns. Returns the number
+-- of backfills still pending.
 local function notifylist_backfill(_, argv)
-  local pending = redis.call('HGETALL', BACKFILL)
-  if #pending == 0 then return 0 end
-  local pattern, cursor = pending[1], pending[2]
-  if not redis.call('HGET', REGISTRY, pattern) then
-    redis.call('HDEL', BACKFILL, pattern)
-    return #pending / 2 - 1
-  end
-  local step = redis.call('SCAN', cursor, 'MATCH', pattern, 'COUNT', argv[1])
+  local count = tonumber(argv[1])
+  local budget = 4 * count
+  local per_scan = math.min(redis.call('DBSIZE'), count) + 1
+  local pending = redis.call('HLEN', BACKFILL)
   local earliest = nil
-  for _, key in ipairs(step[2]) do
-    if not starts_with(key, PREFIX) then
-      local deadline = redis.call('PEXPIRETIME', key)
-      if deadline > 0 and redis.call('ZADD', EXPIRY, 'NX', deadline, key) == 1 then
-        if not earliest or deadline < earliest then earliest = deadline end
+  while pending > 0 and budget > 0 do
+    local picked = redis.call('HRANDFIELD', BACKFILL, 1, 'WITHVALUES')
+    local pattern, cursor = picked[1], picked[2]
+    if not redis.call('HGET', REGISTRY, pattern) then
+      redis.call('HDEL', BACKFILL, pattern)
+      pending = pending - 1
+    else
+      local step = redis.call('SCAN', cursor, 'MATCH', pattern, 'COUNT', count)
+      budget = budget - per_scan
+      for _, key in ipairs(step[2]) do
+        if not starts_with(key, PREFIX) then
+          local deadline = redis.call('PEXPIRETIME', key)
+          if deadline > 0 and redis.call('ZADD', EXPIRY, 'NX', deadline, key) == 1 then
+            if not earliest or deadline < earliest then earliest = deadline end
+          end
+        end
+      end
+      if step[1] == '0' then
+        redis.call('HDEL', BACKFILL, pattern)
+        pending = pending - 1
+      else
+        redis.call('HSET', BACKFILL, pattern, step[1])
       end
     end
   end
   if earliest then redis.call('PUBLISH', WAKE, earliest) end
-  if step[1] == '0' then
-    redis.call('HDEL', BACKFILL, pattern)
-    return #pending / 2 - 1
-  end
-  redis.call('HSET', BACKFILL, pattern, step[1])
-  return #pending / 2
+  return pending
 end
 
 -- FCALL notifylist_set 0 <pattern> <list>
@@ -472,7 +488,7 @@ local function notifylist_set(_, argv)
   redis.call('HSET', REGISTRY, pattern, list)
   -- Keys that already match and already have a TTL get indexed in the background.
   redis.call('HSET', BACKFILL, pattern, '0')
-  redis.call('PUBLISH', CHANGES, pattern)
+  redis.call('PUBLISH', CHANGES, string.format('set %d:%d:', #pattern, #list) .. pattern .. list)
   return redis.status_reply('OK')
 end
 
@@ -484,7 +500,7 @@ local function notifylist_del(_, argv)
   end
   local removed = redis.call('HDEL', REGISTRY, argv[1])
   redis.call('HDEL', BACKFILL, argv[1])
-  if removed == 1 then redis.call('PUBLISH', CHANGES, argv[1]) end
+  if removed == 1 then redis.call('PUBLISH', CHANGES, 'del ' .. argv[1]) end
   return removed
 end
 
@@ -516,6 +532,11 @@ local function notifylist_release(keys, argv)
   return 0
 end
 
+-- FCALL_RO notifylist_version 0: which library this is (proxies never replace a newer one).
+local function notifylist_version()
+  return LIBRARY_VERSION
+end
+
 -- Redis refuses some commands above maxmemory (denyoom: SET, COPY, RESTORE, ...) and not others
 -- (DEL, EXPIRE, FLUSHALL, SWAPDB, ...): each runs through a function that is refused exactly then.
 redis.register_function('notifylist_write', notifylist_write)
@@ -530,3 +551,4 @@ redis.register_function('notifylist_del', notifylist_del)
 redis.register_function{ function_name = 'notifylist_list', callback = notifylist_list, flags = { 'no-writes' } }
 redis.register_function('notifylist_lease', notifylist_lease)
 redis.register_function('notifylist_release', notifylist_release)
+redis.register_function{ function_name = 'notifylist_version', callback = notifylist_version, flags = { 'no-writes', 'allow-stale', 'allow-oom' } }

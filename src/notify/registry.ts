@@ -1,49 +1,115 @@
-// The proxy's cache of the registrations stored in Redis (one hash per database). It only proposes
+// The proxy's view of the registrations stored in Redis (one hash per database). It only proposes
 // candidates: every (pattern, list) pair is verified by the function library against Redis at the
-// moment the write runs, so a stale cache costs a lookup, never a wrong event.
+// moment the write runs, so a view that holds too much costs a lookup, never a wrong event. It must
+// never hold too little: a registration is added here as soon as it is announced (before it is
+// committed) and when its commit message arrives, synchronously; removals wait for a lookup.
+import type { Registration } from './changes.js';
 import { PatternIndex } from './pattern-index.js';
 
 /** pattern -> list, per database; binary strings (latin1), as stored in Redis. */
 export type RegistrySnapshot = Map<number, Map<string, string>>;
 
-export class Registry {
-  /** Every database's registrations together: sessions do not track their selected database. */
-  readonly all = new PatternIndex();
-  private byDb = new Map<number, PatternIndex>();
-  private snapshot: RegistrySnapshot = new Map();
-  /** Bumped on every replace(), so holders of derived state know when to refresh it. */
-  version = 0;
+/** An announced registration whose commit was never seen is dropped after this long. */
+const ANNOUNCED_TTL_MS = 60_000;
 
+export class Registry {
+  /** Candidates for every database together (sessions do not track their selected database). */
+  readonly all = new PatternIndex();
+  /** pattern -> (db -> list), as last read from Redis. */
+  private readonly stored = new Map<string, Map<number, string>>();
+  /** pattern -> (list -> when announced): announced or committed, not yet seen in Redis. */
+  private readonly announced = new Map<string, Map<string, number>>();
+  /** Registrations per database, as last read from Redis. */
+  private readonly perDb = new Map<number, number>();
+
+  /** Replaces what was read from Redis (a full load); announced registrations stay. */
   replace(snapshot: RegistrySnapshot): void {
-    const all = this.all;
-    all.clear();
-    const byDb = new Map<number, PatternIndex>();
-    for (const [db, patterns] of snapshot) {
-      if (patterns.size === 0) continue;
-      const index = new PatternIndex();
-      for (const [pattern, list] of patterns) {
-        index.add(pattern, list);
-        all.add(pattern, list);
+    const patterns = new Set<string>(this.stored.keys());
+    this.stored.clear();
+    this.perDb.clear();
+    for (const [db, registrations] of snapshot) {
+      for (const [pattern, list] of registrations) {
+        let lists = this.stored.get(pattern);
+        if (!lists) this.stored.set(pattern, (lists = new Map()));
+        lists.set(db, list);
+        patterns.add(pattern);
       }
-      byDb.set(db, index);
+      if (registrations.size > 0) this.perDb.set(db, registrations.size);
     }
-    this.byDb = byDb;
-    this.snapshot = snapshot;
-    this.version++;
+    for (const pattern of patterns) this.reindex(pattern);
   }
 
-  forDb(db: number): PatternIndex | undefined {
-    return this.byDb.get(db);
+  /** What Redis now holds for one pattern in every database (after a lookup). */
+  replacePattern(pattern: string, listsByDb: Map<number, string>): void {
+    const before = this.stored.get(pattern);
+    for (const db of before?.keys() ?? []) this.countIn(db, -1);
+    for (const db of listsByDb.keys()) this.countIn(db, +1);
+    if (listsByDb.size > 0) this.stored.set(pattern, listsByDb);
+    else this.stored.delete(pattern);
+    this.reindex(pattern);
+  }
+
+  /** A registration announced or committed somewhere: a candidate from now on. */
+  announce(registrations: Registration[]): void {
+    const now = Date.now();
+    for (const { pattern, list } of registrations) {
+      let lists = this.announced.get(pattern);
+      if (!lists) this.announced.set(pattern, (lists = new Map()));
+      lists.set(list, now);
+      this.all.add(pattern, list);
+    }
+  }
+
+  /** Patterns with announced registrations not seen in Redis yet. */
+  announcedPatterns(): string[] {
+    return [...this.announced.keys()];
   }
 
   /** Databases that have at least one registration. */
   databases(): number[] {
-    return [...this.byDb.keys()].sort((a, b) => a - b);
+    return [...this.perDb.keys()].sort((a, b) => a - b);
   }
 
-  /** True if some database registers exactly this pattern -> list. */
-  has(pattern: string, list: string): boolean {
-    for (const patterns of this.snapshot.values()) if (patterns.get(pattern) === list) return true;
-    return false;
+  /** Registrations per database, as last read from Redis. */
+  countsByDb(): ReadonlyMap<number, number> {
+    return this.perDb;
+  }
+
+  /** No candidate at all: no write needs the library. */
+  get empty(): boolean {
+    return this.all.size === 0;
+  }
+
+  /** Drops announcements that were never committed (a refused NOTIFYLIST.SET, a DISCARD). */
+  expireAnnouncements(now = Date.now()): void {
+    for (const [pattern, lists] of this.announced) {
+      let changed = false;
+      for (const [list, since] of lists) {
+        if (now - since > ANNOUNCED_TTL_MS) {
+          lists.delete(list);
+          changed = true;
+        }
+      }
+      if (changed) this.reindex(pattern);
+    }
+  }
+
+  private countIn(db: number, delta: number): void {
+    const count = (this.perDb.get(db) ?? 0) + delta;
+    if (count > 0) this.perDb.set(db, count);
+    else this.perDb.delete(db);
+  }
+
+  /** Rebuilds one pattern's candidates: its lists in Redis plus its pending announcements. */
+  private reindex(pattern: string): void {
+    const stored = this.stored.get(pattern);
+    const announced = this.announced.get(pattern);
+    if (announced && stored) {
+      for (const list of stored.values()) announced.delete(list); // seen committed
+    }
+    if (announced?.size === 0) this.announced.delete(pattern);
+    this.all.delete(pattern);
+    for (const list of stored?.values() ?? []) this.all.add(pattern, list);
+    for (const list of this.announced.get(pattern)?.keys() ?? []) this.all.add(pattern, list);
   }
 }

@@ -85,22 +85,16 @@ function commandName(frame: RequestFrame): string | undefined {
   return undefined;
 }
 
-/** Candidate registrations a key may match: the proxy's registry, plus the client's own
- * registrations that the registry may not have caught up with yet. */
-export interface CandidateSources {
-  registry: PatternIndex;
-  pending: PatternIndex | null;
-}
-
 /** What the rewriter needs to know of the client's session. */
-export interface SessionState extends CandidateSources {
+export interface SessionState {
+  /** Candidate registrations of every database (the proxy's registry view, announced ones included). */
+  registry: PatternIndex;
   /** The client has sent AUTH (or HELLO ... AUTH) since it connected or RESET. */
   authAttempted: boolean;
 }
 
-export type Rewrite =
-  | { kind: 'forward' }
-  | { kind: 'replace'; bytes: Buffer[]; registers?: { pattern: string; list: string } };
+/** `hold`: the replacement may go to Redis only once this resolves (the session waits, in order). */
+export type Rewrite = { kind: 'forward' } | { kind: 'replace'; bytes: Buffer[]; hold?: Promise<void> };
 
 const FORWARD: Rewrite = { kind: 'forward' };
 
@@ -108,17 +102,21 @@ const FORWARD: Rewrite = { kind: 'forward' };
 export interface ControlHooks {
   /** Number of databases of the upstream Redis. */
   databases(): number;
-  /** This proxy's state for NOTIFYLIST.INFO: id, reaper leader 0|1, subscription up|down. */
+  /** This proxy's state for NOTIFYLIST.INFO, as `name:value` lines. */
   infoFields(): string[];
   /** New connections must AUTH before any command. */
   authRequired(): boolean;
   /** A client sent FUNCTION FLUSH / DELETE / RESTORE: the library may be gone, load it again. */
   libraryMayBeGone(): void;
+  /** Resolves once the function library is loaded (NOTIFYLIST.* commands wait for it). */
+  libraryLoaded(): Promise<void>;
+  /** A registration is about to be made: a candidate at once; resolves once every proxy has it. */
+  announceRegistration(registration: { pattern: string; list: string }): Promise<void>;
 }
 
 /** Nothing is registered anywhere: no write needs the library. */
-function nothingRegistered(state: CandidateSources): boolean {
-  return state.registry.size === 0 && state.pending === null;
+function nothingRegistered(state: SessionState): boolean {
+  return state.registry.size === 0;
 }
 
 export class Rewriter {
@@ -146,14 +144,20 @@ export class Rewriter {
     }
     const adminFunction = ADMIN_COMMANDS.get(name);
     if (adminFunction !== undefined) {
-      if (name === 'notifylist.info' && frame.argc === 1) {
-        return { kind: 'replace', bytes: fcall(adminFunction, [], [String(this.control.databases()), ...this.control.infoFields()], frame, 1) };
+      let extra: string[] = [];
+      if (name === 'notifylist.info') {
+        const fields = this.control.infoFields();
+        extra = [String(this.control.databases()), String(fields.length), ...fields];
       }
-      const bytes = fcall(adminFunction, [], [], frame, 1);
-      if (name === 'notifylist.set' && frame.argc === 3) {
-        return { kind: 'replace', bytes, registers: { pattern: frame.argLatin1(1), list: frame.argLatin1(2) } };
+      const bytes = fcall(adminFunction, [], extra, frame, 1);
+      // An unauthenticated client's command is refused by Redis (NOAUTH): nothing to prepare.
+      if (!candidates.authAttempted && this.control.authRequired()) return { kind: 'replace', bytes };
+      // (A list under the internal prefix is refused by the library: nothing to announce.)
+      if (name === 'notifylist.set' && frame.argc === 3 && !frame.argLatin1(2).startsWith(this.internalPrefix)) {
+        const registration = { pattern: frame.argLatin1(1), list: frame.argLatin1(2) };
+        return { kind: 'replace', bytes, hold: this.control.announceRegistration(registration) };
       }
-      return { kind: 'replace', bytes };
+      return { kind: 'replace', bytes, hold: this.control.libraryLoaded() };
     }
     const command = WRITE_COMMANDS.get(name)!;
     if (nothingRegistered(candidates)) return FORWARD;
@@ -173,7 +177,6 @@ export class Rewriter {
         triples.push(keyIndex, pattern, list);
       };
       if (candidates.registry.hasAny(key)) candidates.registry.match(key, visit);
-      candidates.pending?.match(key, visit);
     }
     if (triples.length === 0) return FORWARD;
     const fn = command.denyoom ? 'notifylist_write' : 'notifylist_write_allow_oom';

@@ -10,7 +10,7 @@ export class ProxyServer {
   private readonly sessions = new Set<Session>();
 
   constructor(config: ProxyConfig, controlPlane: ControlPlane) {
-    const rewriter = new Rewriter(config.prefix, controlPlane);
+    const rewriter = new Rewriter(controlPlane.names.prefix, controlPlane);
     const options = {
       upstreamHost: config.upstream.host,
       upstreamPort: config.upstream.port,
@@ -19,6 +19,8 @@ export class ProxyServer {
       registry: controlPlane.registry,
       rewriter,
       authRequired: () => controlPlane.authRequired(),
+      registryIsCurrent: () => controlPlane.registryIsCurrent(),
+      whenCurrent: () => controlPlane.whenCurrent(),
     };
     // allowHalfOpen: a client that half-closes still gets the replies to what it sent (as from Redis).
     this.server = createServer({ allowHalfOpen: true, noDelay: true }, (client) => {

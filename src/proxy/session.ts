@@ -6,7 +6,6 @@ import type { FramerLimits, RequestFrame } from '../resp/request-framer.js';
 import { RequestFramer } from '../resp/request-framer.js';
 import { encodeCommand } from '../resp/encode.js';
 import { replyEnd } from '../resp/reply-scanner.js';
-import { PatternIndex } from '../notify/pattern-index.js';
 import type { Registry } from '../notify/registry.js';
 import type { Rewriter, SessionState } from './rewrite.js';
 
@@ -20,18 +19,23 @@ export interface SessionOptions {
   rewriter: Rewriter;
   /** New upstream connections must AUTH first. */
   authRequired: () => boolean;
+  /** The registry view is provably current (its change subscription is up and loaded). */
+  registryIsCurrent: () => boolean;
+  /** Resolves when it is current again (or after a bounded wait). */
+  whenCurrent: () => Promise<void>;
 }
-
-/** A client's own registrations are kept at most this many at a time until the registry has them. */
-const MAX_PENDING_REGISTRATIONS = 1024;
 
 export class Session {
   private readonly framer: RequestFramer;
   private readonly upstream: Socket;
-  /** Registrations this client sent that the shared registry may not show yet (pipelining); the
-   * rewriter sees them as state.pending. */
-  private pendingPairs: Array<{ pattern: string; list: string }> = [];
-  private pendingVersion = -1;
+  /**
+   * Requests wait (in order; the client is not read meanwhile) while the registry view may be
+   * stale, and while a registration is announced to every proxy: nothing that may need an event
+   * goes to Redis unchanged, and nothing goes before what it must follow.
+   */
+  private holding = false;
+  private readonly heldChunks: Buffer[] = [];
+  private chunkHold: Promise<void> | null = null;
   /** What the rewriter reads of this session; one object, updated in place (hot path). */
   private readonly state: SessionState;
   // The proxy's own SELECT (for a database in the upstream URL) gets a reply the client must not
@@ -62,7 +66,7 @@ export class Session {
     private readonly onClose: (session: Session) => void,
   ) {
     this.framer = new RequestFramer(options.limits);
-    this.state = { registry: options.registry.all, pending: null, authAttempted: false };
+    this.state = { registry: options.registry.all, authAttempted: false };
     client.setNoDelay(true);
     client.pause(); // nothing is read until the upstream connection is there
     const upstream = connect({ host: options.upstreamHost, port: options.upstreamPort, noDelay: true });
@@ -81,7 +85,7 @@ export class Session {
     });
     upstream.on('data', (chunk: Buffer) => this.fromUpstream(chunk));
     upstream.on('drain', () => {
-      if (!this.poisoned && !this.handshaking) client.resume();
+      if (!this.poisoned && !this.handshaking && !this.holding) client.resume();
     });
     // Redis closed (QUIT, CLIENT KILL, protocol error, shutdown): the client still gets every
     // reply already read, then its connection ends.
@@ -118,13 +122,47 @@ export class Session {
 
   private fromClient(chunk: Buffer): void {
     if (this.poisoned) return;
+    if (this.holding) {
+      this.heldChunks.push(chunk);
+      return;
+    }
+    // A stale registry could let a write to a newly registered key through unchanged: wait.
+    if (!this.options.registryIsCurrent()) {
+      this.hold(this.options.whenCurrent(), [], chunk);
+      return;
+    }
+    this.processChunk(chunk);
+  }
+
+  private processChunk(chunk: Buffer): void {
     const error = this.framer.push(chunk, this.onFrame);
     this.flushRun();
     if (error) this.outgoing.push(error.upstreamTrigger);
-    this.writeOutgoing();
+    const chunkHold = this.chunkHold;
+    this.chunkHold = null;
+    if (chunkHold !== null) {
+      this.hold(chunkHold, this.outgoing.splice(0));
+    } else {
+      this.writeOutgoing();
+    }
     if (error) this.poison();
     // Backpressure: a Redis that does not keep up stops us reading the client.
     if (this.upstream.writableNeedDrain) this.client.pause();
+  }
+
+  /** Writes `pieces` (then processes `chunk` and what arrived meanwhile) once `until` resolves. */
+  private hold(until: Promise<void>, pieces: Buffer[], chunk?: Buffer): void {
+    this.holding = true;
+    this.client.pause();
+    void until.then(() => {
+      if (this.closed) return;
+      this.holding = false;
+      this.outgoing.push(...pieces);
+      this.writeOutgoing();
+      if (chunk !== undefined) this.processChunk(chunk);
+      while (!this.holding && !this.poisoned && this.heldChunks.length > 0) this.fromClient(this.heldChunks.shift()!);
+      if (!this.holding && !this.poisoned && !this.handshaking && !this.upstream.writableNeedDrain) this.client.resume();
+    });
   }
 
   /** One write for the usual single piece; several go out corked, as one writev. */
@@ -146,7 +184,6 @@ export class Session {
       if (this.options.authRequired()) authenticates = this.trackAuth(frame);
       if (this.counting) this.requestsSent++;
     }
-    if (this.state.pending !== null) this.dropCaughtUpPending();
     const rewrite = this.options.rewriter.rewrite(frame, this.state);
     if (rewrite.kind === 'forward') {
       if (frame.buf === this.runBuf && frame.start === this.runEnd) {
@@ -160,7 +197,7 @@ export class Session {
     } else {
       this.flushRun();
       for (const bytes of rewrite.bytes) this.outgoing.push(bytes);
-      if (rewrite.registers) this.addPending(rewrite.registers.pattern, rewrite.registers.list);
+      if (rewrite.hold) this.chunkHold = this.chunkHold ? Promise.all([this.chunkHold, rewrite.hold]).then(() => undefined) : rewrite.hold;
     }
     if (authenticates && this.selectAfterAuth) {
       // Right behind the AUTH in the upstream stream.
@@ -257,29 +294,5 @@ export class Session {
       this.handshaking = false;
       this.client.resume();
     }
-  }
-
-  /** Drops the pending registrations the registry has caught up with (once per registry load). */
-  private dropCaughtUpPending(): void {
-    const registry = this.options.registry;
-    if (this.pendingVersion === registry.version) return;
-    this.pendingVersion = registry.version;
-    this.pendingPairs = this.pendingPairs.filter(({ pattern, list }) => !registry.has(pattern, list));
-    this.rebuildPending();
-  }
-
-  private addPending(pattern: string, list: string): void {
-    this.pendingPairs.push({ pattern, list });
-    if (this.pendingPairs.length > MAX_PENDING_REGISTRATIONS) this.pendingPairs.shift();
-    this.rebuildPending();
-  }
-
-  private rebuildPending(): void {
-    let index: PatternIndex | null = null;
-    if (this.pendingPairs.length > 0) {
-      index = new PatternIndex();
-      for (const { pattern, list } of this.pendingPairs) index.add(pattern, list);
-    }
-    this.state.pending = index;
   }
 }

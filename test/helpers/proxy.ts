@@ -30,7 +30,12 @@ export class ProxyProcess {
     child.stdout!.on('data', (chunk: Buffer) => (this.output += chunk.toString()));
     child.stderr!.on('data', (chunk: Buffer) => (this.output += chunk.toString()));
     this.process = child;
-    await waitForPort(this.port);
+    // A proxy that exits at start (a start-up error) fails this at once, not at the port timeout.
+    const exited = new Promise<never>((_, reject) =>
+      child.once('exit', (code) => reject(new Error(`proxy exited with code ${code} at start: ${this.output}`))),
+    );
+    exited.catch(() => undefined); // a later exit (stop, kill) is not an error
+    await Promise.race([waitForPort(this.port), exited]);
     return this;
   }
 

@@ -86,6 +86,11 @@ export class RawClient {
     return bytes;
   }
 
+  /** What has arrived and not been taken by replies() yet (latin1), without waiting. */
+  pending(): string {
+    return this.received.toString('latin1');
+  }
+
   close(): void {
     this.socket.destroy();
   }

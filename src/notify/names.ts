@@ -1,0 +1,33 @@
+// The proxy's internal key and channel names, defined once (the Lua library derives the same names
+// from the same prefix, baked in when it is loaded: see librarySource). Keys are per database.
+export interface InternalNames {
+  readonly prefix: string;
+  /** hash pattern -> event list */
+  readonly registry: string;
+  /** zset key -> absolute deadline (ms, Redis clock) */
+  readonly expiry: string;
+  /** string: the reaper lease holder's id (database 0 only) */
+  readonly reaperLease: string;
+  /** channel: registration changes, announcements and their acknowledgements */
+  readonly changes: string;
+  /** channel: a new earliest deadline */
+  readonly wake: string;
+}
+
+export function internalNames(prefix: string): InternalNames {
+  return {
+    prefix,
+    registry: `${prefix}registry`,
+    expiry: `${prefix}expiry`,
+    reaperLease: `${prefix}reaper`,
+    changes: `${prefix}changes`,
+    wake: `${prefix}wake`,
+  };
+}
+
+/** Redis's keyevent channel for expirations in one database. */
+export function expiredChannel(db: number): string {
+  return `__keyevent@${db}__:expired`;
+}
+
+export const EXPIRED_CHANNEL = /^__keyevent@(\d+)__:expired$/;
