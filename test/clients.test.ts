@@ -335,6 +335,17 @@ describe('ioredis', () => {
         expect((await p.replies(3)).toString()).toBe('+OK\r\n+OK\r\n+OK\r\n');
         d.send(Buffer.concat([command('AUTH', 'secret'), command('LRANGE', 'sev', '0', '-1')]));
         expect((await d.replies(2)).toString()).toBe('+OK\r\n*1\r\n$23\r\n{"key":"sk","op":"set"}\r\n');
+        // Redis stops requiring a password: such a write makes the proxy ask again (at most once
+        // a second), and writes of clients that never authenticate emit their events again.
+        d.send(command('CONFIG', 'SET', 'requirepass', ''));
+        expect((await d.replies(1)).toString()).toBe('+OK\r\n');
+        const fresh = await RawClient.connect(securedProxy.port);
+        fresh.send(command('SET', 'sk2', 'v')); // its event may be missed: the belief was current
+        expect((await fresh.replies(1)).toString()).toBe('+OK\r\n');
+        await waitFor(async () => securedProxy.controlPlane.authRequired(), (required) => !required, 3000);
+        fresh.send(Buffer.concat([command('SET', 'sk3', 'v'), command('LRANGE', 'sev', '-1', '-1')]));
+        expect((await fresh.replies(2)).toString()).toBe('+OK\r\n*1\r\n$24\r\n{"key":"sk3","op":"set"}\r\n');
+        fresh.close();
         d.close();
         p.close();
       } finally {

@@ -37,8 +37,8 @@ const MAINTENANCE_MS = 5000;
 const BARRIER_TIMEOUT_MS = 1000;
 /** How long a client's requests wait for the registry to become current again before they go on. */
 const DOUBT_TIMEOUT_MS = 5000;
-/** An auth probe older than this is repeated (on demand, while active) when a decision needs it. */
-const AUTH_PROBE_MAX_AGE_MS = 5000;
+/** An auth probe older than this is repeated when a write's fate depends on it (see recheckAuth). */
+const AUTH_PROBE_MAX_AGE_MS = 1000;
 /** Patterns per HMGET when looking changed registrations up. */
 const LOOKUP_BATCH = 1000;
 
@@ -116,8 +116,17 @@ export class ControlPlane implements ControlHooks {
   }
 
   authRequired(): boolean {
-    if (this.active && Date.now() - this.authProbedAt > AUTH_PROBE_MAX_AGE_MS) void this.probeAuth();
     return this.authIsRequired;
+  }
+
+  /**
+   * A write to a registered key from a client that has not authenticated goes out unchanged
+   * while auth is believed required: if Redis stopped requiring it, that write would be lost to
+   * events. So such writes (and nothing periodic) make us ask again, at most every
+   * AUTH_PROBE_MAX_AGE_MS, on a new unauthenticated connection (the only way to ask).
+   */
+  recheckAuth(): void {
+    if (Date.now() - this.authProbedAt > AUTH_PROBE_MAX_AGE_MS) void this.probeAuth();
   }
 
   registryIsCurrent(): boolean {

@@ -104,8 +104,10 @@ export interface ControlHooks {
   databases(): number;
   /** This proxy's state for NOTIFYLIST.INFO, as `name:value` lines. */
   infoFields(): string[];
-  /** New connections must AUTH before any command. */
+  /** New connections must AUTH before any command (as last probed). */
   authRequired(): boolean;
+  /** Probe that again soon: a write's fate depended on it. */
+  recheckAuth(): void;
   /** A client sent FUNCTION FLUSH / DELETE / RESTORE: the library may be gone, load it again. */
   libraryMayBeGone(): void;
   /** Resolves once the function library is loaded (NOTIFYLIST.* commands wait for it). */
@@ -162,10 +164,6 @@ export class Rewriter {
     const command = WRITE_COMMANDS.get(name)!;
     if (nothingRegistered(candidates)) return FORWARD;
     if (!command.accepts(frame.argc)) return FORWARD;
-    // Redis refuses an unauthenticated client's write with NOAUTH; unchanged, it still does. (A
-    // rewritten one could instead hit Redis's "unauthenticated multibulk length" limit of 10.)
-    if (!candidates.authAttempted && this.control.authRequired()) return FORWARD;
-
     const keys: string[] = [];
     const triples: string[] = [];
     for (const position of command.keyPositions(frame.argc)) {
@@ -179,6 +177,13 @@ export class Rewriter {
       if (candidates.registry.hasAny(key)) candidates.registry.match(key, visit);
     }
     if (triples.length === 0) return FORWARD;
+    // Redis refuses an unauthenticated client's write with NOAUTH; unchanged, it still does. (A
+    // rewritten one would instead hit Redis's "unauthenticated multibulk length" limit of 10 and
+    // be closed.) The belief is checked again when it decides a write's fate (see recheckAuth).
+    if (!candidates.authAttempted && this.control.authRequired()) {
+      this.control.recheckAuth();
+      return FORWARD;
+    }
     const fn = command.denyoom ? 'notifylist_write' : 'notifylist_write_allow_oom';
     return { kind: 'replace', bytes: fcall(fn, keys, [String(triples.length / 3), ...triples], frame, 0) };
   }
