@@ -113,6 +113,52 @@ describe('registration is a barrier', () => {
     expect(info).toContain('registry_current:yes');
   });
 
+  it('the first registration on a Redis without the library: writes of other connections meanwhile never fail', async () => {
+    const fresh = await startRedis();
+    const proxy = await startTestProxy(fresh);
+    const writer = new Redis(proxy.port);
+    const admin = new Redis(proxy.port);
+    try {
+      await Promise.all([writer.ping(), admin.ping()]);
+      const errors: string[] = [];
+      let registered = false;
+      let afterOk = 0;
+      const writer2 = new Redis(proxy.port);
+      const writer3 = new Redis(proxy.port);
+      await Promise.all([writer2.ping(), writer3.ping()]);
+      const more = [writer2, writer3].map(async (w) => {
+        for (let i = 0; i < 300 && !(registered && afterOk >= 20); i++) {
+          const batch = w.pipeline();
+          for (let j = 0; j < 20; j++) batch.set(`race:w${i}:${j}`, 'v');
+          for (const [error] of (await batch.exec()) ?? []) if (error) errors.push(error.message);
+        }
+        w.disconnect();
+      });
+      const writes = (async () => {
+        // Batches of pipelined writes, so that some are on their way at every moment.
+        for (let i = 0; i < 200 && !(registered && afterOk >= 20); i++) {
+          const wasRegistered = registered;
+          const batch = writer.pipeline();
+          for (let j = 0; j < 20; j++) batch.set(`race:${i}:${j}`, 'v');
+          for (const [error] of (await batch.exec()) ?? []) if (error) errors.push(error.message);
+          if (wasRegistered) afterOk++;
+        }
+      })();
+      await new Promise((r) => setTimeout(r, 2));
+      expect(await admin.call('NOTIFYLIST.SET', 'race:*', 'race_events')).toBe('OK');
+      registered = true;
+      await writes;
+      await Promise.all(more);
+      expect(errors).toEqual([]);
+      expect(afterOk).toBeGreaterThan(0);
+    } finally {
+      writer.disconnect();
+      admin.disconnect();
+      await proxy.close();
+      await fresh.destroy();
+    }
+  });
+
   it('NOTIFYLIST.DEL is a barrier too: no event after it replied', async () => {
     const onB = new Redis(proxyB.port);
     const adminA = new Redis(proxyA.port);

@@ -66,6 +66,12 @@ export class ControlPlane implements ControlHooks {
   private libraryGeneration = 0;
   /** Subscribed to the change channel, and the registry fully loaded since. */
   private current = false;
+  /**
+   * A first registration is being announced while the library is not known to be loaded: its
+   * pattern is already a candidate, and a write rewritten now would call a function that may not
+   * exist yet. Until the library is there, sessions hold their requests as when not current.
+   */
+  private loadingForAnnouncement = false;
   private currentWaiters: Array<() => void> = [];
   /** Channels subscribed to while active: the wake channel and keyevent channels. */
   private readonly activeChannels = new Set<string>();
@@ -130,12 +136,12 @@ export class ControlPlane implements ControlHooks {
   }
 
   registryIsCurrent(): boolean {
-    return this.current;
+    return this.current && !this.loadingForAnnouncement;
   }
 
   /** Resolves when the registry is current again, or after DOUBT_TIMEOUT_MS (counted, logged). */
   whenCurrent(): Promise<void> {
-    if (this.current) return Promise.resolve();
+    if (this.registryIsCurrent()) return Promise.resolve();
     return new Promise((resolve) => {
       const timer = setTimeout(() => {
         this.counters.doubtTimeouts++;
@@ -168,6 +174,7 @@ export class ControlPlane implements ControlHooks {
    * then may the registration go to Redis. Registrations of the same tick share one announcement.
    */
   announceRegistration(registration: Registration): Promise<void> {
+    if (!this.libraryReady) this.loadingForAnnouncement = true;
     this.registry.announce([registration]);
     this.announcing.push(registration);
     if (this.announced === null) {
@@ -497,7 +504,14 @@ export class ControlPlane implements ControlHooks {
 
   /** Publishes an announcement and waits for every subscriber of the change channel to ack it. */
   private async announce(registrations: Registration[]): Promise<void> {
-    await this.ensureLibrary(); // before any proxy rewrites a write into a call of it
+    try {
+      await this.ensureLibrary(); // before any proxy rewrites a write into a call of it
+    } finally {
+      if (this.loadingForAnnouncement) {
+        this.loadingForAnnouncement = false;
+        this.releaseWaiters();
+      }
+    }
     const nonce = `${this.id}:${++this.announceSequence}`;
     let timer: NodeJS.Timeout | undefined;
     const acknowledged = new Promise<void>((resolve) => {
@@ -559,6 +573,11 @@ export class ControlPlane implements ControlHooks {
 
   private becomeCurrent(): void {
     this.current = true;
+    this.releaseWaiters();
+  }
+
+  private releaseWaiters(): void {
+    if (!this.registryIsCurrent()) return;
     const waiters = this.currentWaiters;
     this.currentWaiters = [];
     for (const waiter of waiters) waiter();
