@@ -7,6 +7,7 @@ import type { ProxyConfig } from '../config.js';
 import { ExpiryReporter, Reaper } from './expiry.js';
 import { createControlClient, inEveryDatabase, parseRedisVersion, probeAuthRequired, withExpiredEvents } from './redis-control.js';
 import { Registry, type RegistrySnapshot } from './registry.js';
+import { RegistrationKeeper } from './restore.js'; // startup branch: restore after a Redis restart
 import type { ControlHooks } from '../proxy/rewrite.js';
 
 /** Start-up failures worth one clear line and exit code 1. */
@@ -38,6 +39,8 @@ export class ControlPlane implements ControlHooks {
   private databaseCount = 16;
   private reloading: Promise<void> | null = null;
   private reloadAgain = false;
+  /** startup branch: registrations lost by a Redis restart come back (restore.ts). */
+  private readonly keeper: RegistrationKeeper;
 
   constructor(
     private readonly config: ProxyConfig,
@@ -52,6 +55,7 @@ export class ControlPlane implements ControlHooks {
       this.lastControlError = error.message;
     });
     this.subscriber.on('error', () => undefined);
+    this.keeper = new RegistrationKeeper(this.control, config.prefix, log, () => void this.reload()); // startup branch
     this.reporter = new ExpiryReporter(this.control, this.registry, config.prefix, log);
     this.reaper = new Reaper(this.control, this.registry, this.reporter, config.prefix, config.leaseMs, log);
   }
@@ -205,7 +209,7 @@ export class ControlPlane implements ControlHooks {
       do {
         this.reloadAgain = false;
         try {
-          this.registry.replace(await this.loadRegistrations());
+          this.registry.replace(this.keeper.loaded(await this.loadRegistrations())); // startup branch: keeper.loaded
         } catch (error) {
           this.log(`registry reload failed: ${(error as Error).message}`);
         }
