@@ -74,16 +74,15 @@ export const CONTROL_PATTERNS: readonly ControlPermission[] = [
 /** Not checked at start: without them, set notify-keyspace-events to include Ex yourself. */
 export const OPTIONAL_CONTROL_RULES = ['+config|get', '+config|set'] as const;
 
-/** Key patterns that the start-up check cannot know: whatever is registered at run time. */
-export const RUNTIME_KEYS_NOTE = 'and every event list and every key that matches a registered pattern (simplest: ~*)';
+/** A pattern rule with the prefix filled in, escaped for a glob. */
+const withPrefix = (rule: string, prefix: string): string => rule.replace('<prefix>', escapeGlob(prefix));
 
-/** The rules with the prefix filled in (escaped for a glob), as for ACL SETUSER. */
+/** The rules with the prefix filled in, as for ACL SETUSER. */
 export function controlAclRules(prefix: string, options: { optional?: boolean } = {}): string[] {
-  const fill = (rule: string): string => rule.replace('<prefix>', escapeGlob(prefix));
   return [
     ...CONTROL_COMMANDS.map((p) => p.rule),
     ...(options.optional ? OPTIONAL_CONTROL_RULES : []),
-    ...CONTROL_PATTERNS.map((p) => fill(p.rule)),
+    ...CONTROL_PATTERNS.map((p) => withPrefix(p.rule, prefix)),
   ];
 }
 
@@ -114,7 +113,7 @@ export async function missingControlPermissions(upstream: UpstreamAddress, prefi
       // is reported once, by the pattern's own probe (whose command is allowed, or reported).
       const commandRefused = / command$/.test(reply);
       if (CONTROL_PATTERNS.includes(probe)) {
-        if (!commandRefused) missing.push(probe.rule.replace('<prefix>', escapeGlob(prefix)));
+        if (!commandRefused) missing.push(withPrefix(probe.rule, prefix));
       } else if (commandRefused) {
         missing.push(probe.rule);
       }

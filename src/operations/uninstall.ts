@@ -38,7 +38,7 @@ export async function uninstall(config: ProxyConfig, print: (line: string) => vo
 async function removeAll(redis: Redis, prefix: string, print: (line: string) => void): Promise<string | null> {
   // A running proxy would load its library again within seconds: refuse while one is connected.
   const clients = await redis.client('LIST').then(
-    (list) => String(list).split('\n').filter((line) => /\bname=notifylist-proxy:(control|events)\b/.test(line)).length,
+    (list) => String(list).split('\n').filter((line) => /\bname=notifylist-proxy:(?!uninstall\b)/.test(line)).length,
     () => null,
   );
   if (clients === null) print('cannot run CLIENT LIST to look for running proxies: make sure none runs, or they will load the library again');
