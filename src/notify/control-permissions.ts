@@ -149,7 +149,7 @@ class RawConnection {
 
   static open(upstream: UpstreamAddress, timeoutMs: number): Promise<RawConnection> {
     return new Promise((resolve, reject) => {
-      const socket = connect({ host: upstream.host, port: upstream.port });
+      const socket = connect({ host: upstream.host, port: upstream.port, noDelay: true });
       socket.setTimeout(timeoutMs, () => socket.destroy(new Error(`no answer within ${timeoutMs} ms`)));
       socket.once('error', reject);
       socket.once('connect', () => {
