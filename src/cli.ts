@@ -1,17 +1,40 @@
 #!/usr/bin/env node
-// notifylist-proxy command line: flags and environment -> a running proxy; clean exit on signals.
-import { ConfigError, parseConfig, USAGE } from './config.js';
+// notifylist-proxy command line: flags and environment -> a running proxy (or --uninstall,
+// --version, --help); SIGTERM / SIGINT exit 0 promptly, also during start-up.
+import { ConfigError, parseCommandLine, USAGE } from './config.js';
 import { StartupError } from './notify/control-plane.js';
 import { startProxy } from './index.js';
+import { uninstall } from './operations/uninstall.js';
+import { packageVersion } from './version.js';
 
 const log = (line: string): void => {
   process.stderr.write(`notifylist-proxy: ${line}\n`);
 };
 
+/** Longest wait for sessions and control connections to close after a signal. */
+const SHUTDOWN_GRACE_MS = 2000;
+
+/** Resolves at the first SIGTERM / SIGINT. Installed before anything else, so that a signal
+ * during start-up exits 0 too (instead of the default death by signal, exit 143). */
+const signalled = new Promise<void>((resolve) => {
+  const stop = (): void => {
+    process.off('SIGTERM', stop);
+    process.off('SIGINT', stop);
+    // A second signal ends the process at once.
+    const now = (): never => process.exit(0);
+    process.on('SIGTERM', now);
+    process.on('SIGINT', now);
+    resolve();
+  };
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+});
+const STOPPED = Symbol('stopped');
+
 async function main(): Promise<number> {
-  let config;
+  let command;
   try {
-    config = parseConfig(process.argv.slice(2));
+    command = parseCommandLine(process.argv.slice(2));
   } catch (error) {
     if (error instanceof ConfigError) {
       log(error.message);
@@ -19,13 +42,28 @@ async function main(): Promise<number> {
     }
     throw error;
   }
-  if (config === null) {
+  if (command.kind === 'help') {
     process.stdout.write(USAGE);
     return 0;
   }
+  if (command.kind === 'version') {
+    process.stdout.write(`notifylist-proxy ${packageVersion()}\n`);
+    return 0;
+  }
+  const { config } = command;
+  if (command.kind === 'uninstall') {
+    const done = await Promise.race([uninstall(config, (line) => process.stdout.write(`${line}\n`)), signalled.then((): typeof STOPPED => STOPPED)]);
+    if (done === STOPPED) return 0;
+    if (done !== null) log(done);
+    return done === null ? 0 : 1;
+  }
   let proxy;
   try {
-    proxy = await startProxy(config, log);
+    const started = await Promise.race([startProxy(config, log), signalled.then((): typeof STOPPED => STOPPED)]);
+    // Stopped while starting: nothing is served yet, and Redis holds nothing half-done that
+    // matters (the library and the flags are loaded again by the next start).
+    if (started === STOPPED) return 0;
+    proxy = started;
   } catch (error) {
     if (error instanceof StartupError || (error as NodeJS.ErrnoException).code !== undefined) {
       log((error as Error).message);
@@ -36,17 +74,9 @@ async function main(): Promise<number> {
   const { host, port } = config.upstream;
   process.stdout.write(`notifylist-proxy listening on ${proxy.host}:${proxy.port}, upstream redis://${host}:${port}/${config.upstream.db}\n`);
 
-  await new Promise<void>((resolve) => {
-    const stop = (): void => {
-      process.off('SIGTERM', stop);
-      process.off('SIGINT', stop);
-      resolve();
-    };
-    process.on('SIGTERM', stop);
-    process.on('SIGINT', stop);
-  });
-  // Stop accepting, close sessions; do not wait for ever on clients that never close.
-  await Promise.race([proxy.close(), new Promise((resolve) => setTimeout(resolve, 5000).unref())]);
+  await signalled;
+  // Stop accepting, close sessions; do not wait long on clients (or a Redis) that do not answer.
+  await Promise.race([proxy.close(), new Promise((resolve) => setTimeout(resolve, SHUTDOWN_GRACE_MS).unref())]);
   return 0;
 }
 

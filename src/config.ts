@@ -21,6 +21,8 @@ export interface ProxyConfig {
   limits: FramerLimits;
   /** Reaper lease time to live; a dead leader is replaced within about this long. */
   leaseMs: number;
+  /** Start-up (connect, checks, preparing Redis) must finish within this long. */
+  connectTimeoutMs: number;
 }
 
 export const DEFAULTS = {
@@ -29,6 +31,7 @@ export const DEFAULTS = {
   upstream: 'redis://127.0.0.1:6379',
   prefix: 'notifylist:',
   leaseMs: 3000,
+  connectTimeoutMs: 5000,
 } as const;
 
 export class ConfigError extends Error {}
@@ -63,6 +66,7 @@ const ENVIRONMENT: Record<string, string> = {
   'max-multibulk-length': 'NOTIFYLIST_MAX_MULTIBULK_LENGTH',
   'max-inline-length': 'NOTIFYLIST_MAX_INLINE_LENGTH',
   'lease-ms': 'NOTIFYLIST_LEASE_MS',
+  'connect-timeout-ms': 'NOTIFYLIST_CONNECT_TIMEOUT_MS',
 };
 
 export const USAGE = `Usage: notifylist-proxy [options]
@@ -75,13 +79,46 @@ Options (each also from the environment variable shown):
   --upstream <url>              redis://[user[:password]@]host[:port][/db] (NOTIFYLIST_UPSTREAM,
                                 default ${DEFAULTS.upstream}); user and password are used by the
                                 proxy's own control connections, db is where client sessions start
-  --prefix <prefix>             internal key prefix (NOTIFYLIST_PREFIX, default ${DEFAULTS.prefix})
+  --prefix <prefix>             internal key prefix, printable ASCII (NOTIFYLIST_PREFIX, default ${DEFAULTS.prefix})
   --max-bulk-length <bytes>     largest bulk argument (NOTIFYLIST_MAX_BULK_LENGTH, default ${DEFAULT_LIMITS.maxBulkLength})
   --max-multibulk-length <n>    most arguments in one request (NOTIFYLIST_MAX_MULTIBULK_LENGTH, default ${DEFAULT_LIMITS.maxMultibulkLength})
   --max-inline-length <bytes>   longest inline request (NOTIFYLIST_MAX_INLINE_LENGTH, default ${DEFAULT_LIMITS.maxInlineLength})
   --lease-ms <ms>               reaper leader lease (NOTIFYLIST_LEASE_MS, default ${DEFAULTS.leaseMs})
+  --connect-timeout-ms <ms>     start-up must reach and prepare Redis within this long
+                                (NOTIFYLIST_CONNECT_TIMEOUT_MS, default ${DEFAULTS.connectTimeoutMs})
+  --uninstall                   remove from Redis what the proxy put there (library, internal
+                                keys in every database), print it, and exit; uses --upstream, --prefix
+  --version                     print the version and exit
   --help                        this text
 `;
+
+/** What the command line asks for. */
+export type Command =
+  | { kind: 'help' }
+  | { kind: 'version' }
+  | { kind: 'run'; config: ProxyConfig }
+  | { kind: 'uninstall'; config: ProxyConfig };
+
+/** --help, --version and --uninstall (flags without a value), then the settings. */
+export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv = process.env): Command {
+  if (argv.includes('--help') || argv.includes('-h')) return { kind: 'help' };
+  if (argv.includes('--version')) return { kind: 'version' };
+  const uninstall = argv.includes('--uninstall');
+  const config = parseConfig(argv.filter((arg) => arg !== '--uninstall'), env);
+  if (config === null) return { kind: 'help' };
+  return { kind: uninstall ? 'uninstall' : 'run', config };
+}
+
+/**
+ * The prefix is compared with keys and channels as bytes, and spelled into Lua, ACL and glob
+ * patterns: printable ASCII keeps every one of those spellings the same bytes.
+ */
+function checkPrefix(prefix: string): string {
+  if (!/^[\x20-\x7e]+$/.test(prefix)) {
+    throw new ConfigError(`--prefix must be non-empty printable ASCII (bytes 0x20-0x7e), got ${JSON.stringify(prefix)}`);
+  }
+  return prefix;
+}
 
 /** Returns null when --help was asked for. */
 export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env): ProxyConfig | null {
@@ -112,12 +149,13 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
     bind: values.get('bind') ?? DEFAULTS.bind,
     port,
     upstream: parseUpstreamUrl(values.get('upstream') ?? DEFAULTS.upstream),
-    prefix: values.get('prefix') ?? DEFAULTS.prefix,
+    prefix: checkPrefix(values.get('prefix') ?? DEFAULTS.prefix),
     limits: {
       maxBulkLength: integer('max-bulk-length', DEFAULT_LIMITS.maxBulkLength, 1),
       maxMultibulkLength: integer('max-multibulk-length', DEFAULT_LIMITS.maxMultibulkLength, 1),
       maxInlineLength: integer('max-inline-length', DEFAULT_LIMITS.maxInlineLength, 1),
     },
     leaseMs: integer('lease-ms', DEFAULTS.leaseMs, 100),
+    connectTimeoutMs: integer('connect-timeout-ms', DEFAULTS.connectTimeoutMs, 1),
   };
 }

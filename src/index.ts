@@ -1,6 +1,7 @@
 // Programmatic entry point: start a proxy in this process (the CLI and the tests use it).
 import type { ProxyConfig } from './config.js';
-import { ControlPlane } from './notify/control-plane.js';
+import { missingControlPermissions } from './notify/control-permissions.js';
+import { ControlPlane, StartupError } from './notify/control-plane.js';
 import { ProxyServer } from './proxy/server.js';
 
 export { parseConfig, ConfigError, type ProxyConfig } from './config.js';
@@ -14,13 +15,43 @@ export interface RunningProxy {
   close(): Promise<void>;
 }
 
+/** Refuses a control user that lacks a permission the proxy needs, naming every one missing. */
+async function checkControlUser(config: ProxyConfig): Promise<void> {
+  const { upstream } = config;
+  // Unreachable, wrong password, ...: the control plane's own start says so in its words.
+  const missing = await missingControlPermissions(upstream, config.prefix, config.connectTimeoutMs).catch(() => []);
+  if (missing.length > 0) {
+    throw new StartupError(
+      `the Redis user '${upstream.username ?? 'default'}' at ${upstream.host}:${upstream.port} lacks what the proxy needs: ${missing.join(' ')} (README, Configuration)`,
+    );
+  }
+}
+
 export async function startProxy(config: ProxyConfig, log: (line: string) => void = () => undefined): Promise<RunningProxy> {
   const controlPlane = new ControlPlane(config, log);
-  try {
+  const starting = (async () => {
+    await checkControlUser(config);
     await controlPlane.start();
+  })();
+  // An upstream that accepts the connection but never answers must not hang the start.
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      const { host, port } = config.upstream;
+      reject(new StartupError(`Redis at ${host}:${port} did not answer within ${config.connectTimeoutMs} ms (--connect-timeout-ms)`));
+    }, config.connectTimeoutMs);
+  });
+  try {
+    await Promise.race([starting, timeout]);
   } catch (error) {
+    starting.catch(() => undefined);
+    // Disconnect first: a polite QUIT would wait for ever on a Redis that does not answer.
+    controlPlane.control.disconnect();
+    controlPlane.subscriber.disconnect();
     await controlPlane.stop().catch(() => undefined);
     throw error;
+  } finally {
+    clearTimeout(timer);
   }
   const server = new ProxyServer(config, controlPlane);
   let address: { host: string; port: number };

@@ -2,66 +2,13 @@
 // environment variables, an unreachable upstream, clean exits on SIGTERM / SIGINT, and an upstream
 // URL with a password (control plane only: clients still authenticate themselves).
 // Not covered: the start-up refusal of Redis older than 7.0 (no such server can be started here).
-import { spawn, type ChildProcess } from 'node:child_process';
 import { connect, type Socket } from 'node:net';
-import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { listening, startCli, runCli, stopCli, type Cli } from './helpers/cli.js';
 import { command, RawClient } from './helpers/raw-client.js';
 import { freePort, startRedis, type RedisServer } from './helpers/redis-server.js';
 import { waitFor } from './helpers/wait.js';
-
-const CLI = fileURLToPath(new URL('../dist/cli.js', import.meta.url));
-
-interface Cli {
-  child: ChildProcess;
-  stdout: string;
-  stderr: string;
-  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-}
-
-/** Starts the CLI with these arguments and an environment without any NOTIFYLIST_* variable. */
-function startCli(args: string[], env: Record<string, string> = {}): Cli {
-  const clean: NodeJS.ProcessEnv = {};
-  for (const [name, value] of Object.entries(process.env)) if (!name.startsWith('NOTIFYLIST_')) clean[name] = value;
-  const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...clean, ...env } });
-  const cli: Cli = {
-    child,
-    stdout: '',
-    stderr: '',
-    exited: new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal }))),
-  };
-  child.stdout!.on('data', (chunk: Buffer) => (cli.stdout += chunk.toString()));
-  child.stderr!.on('data', (chunk: Buffer) => (cli.stderr += chunk.toString()));
-  return cli;
-}
-
-/** Runs the CLI to its exit (with a time limit). */
-async function runCli(args: string[], env: Record<string, string> = {}, timeoutMs = 10_000): Promise<Cli & { code: number | null }> {
-  const cli = startCli(args, env);
-  const timer = setTimeout(() => cli.child.kill('SIGKILL'), timeoutMs);
-  const { code } = await cli.exited;
-  clearTimeout(timer);
-  return { ...cli, code };
-}
-
-/** Waits for the listening line; returns the port it names. */
-async function listening(cli: Cli): Promise<number> {
-  const line = await waitFor(
-    async () => cli.stdout,
-    (out) => out.includes('\n') || cli.child.exitCode !== null,
-    10_000,
-  );
-  const match = /^notifylist-proxy listening on 127\.0\.0\.1:(\d+), upstream redis:\/\/127\.0\.0\.1:\d+\/\d+\n$/.exec(line);
-  if (!match) throw new Error(`no listening line: stdout=${JSON.stringify(cli.stdout)} stderr=${JSON.stringify(cli.stderr)}`);
-  return Number(match[1]);
-}
-
-async function stopCli(cli: Cli, signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> {
-  if (cli.child.exitCode !== null || cli.child.signalCode !== null) return cli.child.exitCode;
-  cli.child.kill(signal);
-  return (await cli.exited).code;
-}
 
 const NO_STACK = /\n\s+at |Error:|node:internal/;
 

@@ -11,6 +11,7 @@ import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { Redis } from 'ioredis';
 import type { ProxyConfig } from '../config.js';
+import { RegistrationKeeper } from './restore.js';
 import type { ControlHooks } from '../proxy/rewrite.js';
 import { ackMessage, announceMessage, parseChange, type ChangeMessage, type Registration } from './changes.js';
 import { ExpiryReporter, Reaper } from './expiry.js';
@@ -94,6 +95,8 @@ export class ControlPlane implements ControlHooks {
   private readonly ackWaiters = new Map<string, AckWaiter>();
   private announceSequence = 0;
   private readonly id = randomUUID();
+  /** Registrations lost by a Redis restart come back (restore.ts). */
+  private readonly keeper: RegistrationKeeper;
 
   constructor(
     private readonly config: ProxyConfig,
@@ -113,6 +116,7 @@ export class ControlPlane implements ControlHooks {
     this.subscriber.on('error', () => undefined);
     this.reporter = new ExpiryReporter(this.control, this.registry, this.names, log);
     this.reaper = new Reaper(this.control, this.registry, this.reporter, this.names, config.leaseMs, log);
+    this.keeper = new RegistrationKeeper(this.control, this.names, () => this.registry.snapshot(), log, () => void this.reload());
   }
 
   // ---- hooks for sessions (ControlHooks) ----
@@ -557,7 +561,7 @@ export class ControlPlane implements ControlHooks {
         this.loadAgain = false;
         try {
           const { snapshot, indexed } = await this.readRegistries();
-          this.registry.replace(snapshot);
+          this.registry.replace(this.keeper.loaded(snapshot));
           this.setIndexedDbs(indexed);
           if (makesCurrent) this.becomeCurrent();
         } catch (error) {

@@ -26,7 +26,7 @@ export function internalNames(prefix: string): InternalNames {
 }
 
 /** Redis's keyevent channel for expirations in one database. */
-export function expiredChannel(db: number): string {
+export function expiredChannel(db: number | '*'): string {
   return `__keyevent@${db}__:expired`;
 }
 

@@ -16,6 +16,8 @@ export function createControlClient(upstream: UpstreamAddress, name: string, ret
     username: upstream.username,
     password: upstream.password,
     connectionName: name,
+    // CLIENT SETINFO exists from Redis 7.2 on: not worth a permission or an error in errorstats.
+    disableClientInfo: true,
     lazyConnect: true,
     enableAutoPipelining: false,
     maxRetriesPerRequest: null,

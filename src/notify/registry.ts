@@ -49,6 +49,19 @@ export class Registry {
     this.reindex(pattern);
   }
 
+  /** What was last read from Redis (full loads and lookups), per database. */
+  snapshot(): RegistrySnapshot {
+    const snapshot: RegistrySnapshot = new Map();
+    for (const [pattern, lists] of this.stored) {
+      for (const [db, list] of lists) {
+        let patterns = snapshot.get(db);
+        if (!patterns) snapshot.set(db, (patterns = new Map()));
+        patterns.set(pattern, list);
+      }
+    }
+    return snapshot;
+  }
+
   /** A registration announced or committed somewhere: a candidate from now on. */
   announce(registrations: Registration[]): void {
     const now = Date.now();

@@ -1,0 +1,89 @@
+// notifylist-proxy --uninstall: removes from Redis what proxies put there: the function library
+// and every key starting with the prefix, in every database. notify-keyspace-events is left as
+// it is (other software may rely on the flags the proxy added); the output says how to reset it.
+import type { Redis } from 'ioredis';
+import type { ProxyConfig } from '../config.js';
+import { escapeGlob } from '../notify/control-permissions.js';
+import { createControlClient, inDatabase } from '../notify/redis-control.js';
+
+const SCAN_COUNT = 1000;
+const UNLINK_BATCH = 500;
+/** Key names printed per database; beyond that, a count. */
+const NAMES_SHOWN = 20;
+const LIBRARY = 'notifylist';
+
+/** Prints what it removed; returns null on success, else the one line that says why not. */
+export async function uninstall(config: ProxyConfig, print: (line: string) => void): Promise<string | null> {
+  const { host, port } = config.upstream;
+  const redis = createControlClient(config.upstream, 'notifylist-proxy:uninstall', () => false);
+  let lastError = '';
+  redis.on('error', (error: Error) => (lastError = error.message));
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<string>((resolve) => {
+    timer = setTimeout(() => resolve(`Redis at ${host}:${port} did not answer within ${config.connectTimeoutMs} ms (--connect-timeout-ms)`), config.connectTimeoutMs);
+  });
+  try {
+    const connected = await Promise.race([redis.connect().then(() => null, (e: Error) => `cannot reach Redis at ${host}:${port}: ${lastError || e.message}`), timeout]);
+    if (connected !== null) return connected;
+    clearTimeout(timer);
+    return await removeAll(redis, config.prefix, print);
+  } catch (error) {
+    return `uninstall from ${host}:${port} failed: ${(error as Error).message}`;
+  } finally {
+    clearTimeout(timer);
+    redis.disconnect();
+  }
+}
+
+async function removeAll(redis: Redis, prefix: string, print: (line: string) => void): Promise<string | null> {
+  // A running proxy would load its library again within seconds: refuse while one is connected.
+  const clients = await redis.client('LIST').then(
+    (list) => String(list).split('\n').filter((line) => /\bname=notifylist-proxy:(?!uninstall\b)/.test(line)).length,
+    () => null,
+  );
+  if (clients === null) print('cannot run CLIENT LIST to look for running proxies: make sure none runs, or they will load the library again');
+  else if (clients > 0) return `${clients} proxy connection(s) are open on this Redis (CLIENT LIST, name=notifylist-proxy:*): stop every proxy first`;
+
+  const deleted = await redis.call('FUNCTION', 'DELETE', LIBRARY).then(
+    () => true,
+    (error: Error) => {
+      if (/library not found/i.test(error.message)) return false;
+      throw error;
+    },
+  );
+  print(deleted ? `removed function library ${LIBRARY}` : `no function library ${LIBRARY}`);
+
+  const configured = (await redis.config('GET', 'databases').catch(() => [])) as string[];
+  const databases = configured.length === 2 ? Number(configured[1]) : 16;
+  const match = `${escapeGlob(prefix)}*`;
+  let total = 0;
+  for (let db = 0; db < databases; db++) {
+    const removed: string[] = [];
+    let cursor = '0';
+    do {
+      const [reply] = (await inDatabase(redis, db, [['SCAN', cursor, 'MATCH', match, 'COUNT', SCAN_COUNT]])) as [[Buffer, Buffer[]]];
+      cursor = reply[0].toString();
+      // SCAN may return a key twice; UNLINK of a missing key is harmless, the count is not.
+      for (const key of reply[1]) if (!removed.includes(key.toString('latin1'))) removed.push(key.toString('latin1'));
+    } while (cursor !== '0');
+    for (let i = 0; i < removed.length; i += UNLINK_BATCH) {
+      const batch = removed.slice(i, i + UNLINK_BATCH).map((key) => Buffer.from(key, 'latin1'));
+      await inDatabase(redis, db, [['UNLINK', ...batch]]);
+    }
+    if (removed.length > 0) {
+      const names = removed.slice(0, NAMES_SHOWN).join(', ') + (removed.length > NAMES_SHOWN ? `, ... (${removed.length - NAMES_SHOWN} more)` : '');
+      print(`db${db}: removed ${removed.length} key(s): ${names}`);
+    }
+    total += removed.length;
+  }
+  await redis.select(0);
+  print(`removed ${total} key(s) matching ${match} in ${databases} database(s)`);
+
+  const flags = (await redis.config('GET', 'notify-keyspace-events').catch(() => [])) as string[];
+  const current = flags.length === 2 ? `'${flags[1]}'` : '(cannot read it)';
+  print(
+    `notify-keyspace-events left as it is, ${current}: the proxy added E and x if they were missing; ` +
+      `if nothing else needs them, CONFIG SET notify-keyspace-events '' (or your original value)`,
+  );
+  return null;
+}
