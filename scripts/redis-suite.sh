@@ -4,7 +4,7 @@
 # A development check, not part of `npm test`: the suite is not in this repository.
 #
 #   scripts/redis-suite.sh [--direct | --pipe | --proxy] [--one-run] [--units "unit/multi unit/expire"]
-#                          [--timeout SECONDS-PER-UNIT] <redis source dir>
+#                          [--timeout SECONDS-PER-UNIT, default 300] <redis source dir>
 #
 # <redis source dir> holds the suite's tests/ folder (redis/redis at the tag of the installed
 # redis-server). The suite is copied to a temporary folder whose src/ links to the installed
@@ -17,7 +17,7 @@ set -euo pipefail
 
 MODE=proxy
 UNITS="unit/type/string unit/type/incr unit/multi unit/pubsub unit/protocol unit/expire unit/keyspace unit/type/list unit/type/hash unit/scripting"
-UNIT_TIMEOUT=600
+UNIT_TIMEOUT=300
 ONE_RUN=0
 SOURCE=
 while [ $# -gt 0 ]; do
@@ -64,7 +64,9 @@ stop_servers() {
   FRONT_PID=
   REDIS_PID=
 }
-trap 'stop_servers; rm -rf "$WORK"' EXIT
+# Logs are kept unless every unit passed (also after a timeout or Ctrl-C).
+KEEP_LOGS=1
+trap 'stop_servers; [ "$KEEP_LOGS" = 1 ] || rm -rf "$WORK"' EXIT
 trap 'exit 130' INT TERM
 
 # The suite, with src/ pointing at the installed binaries.
@@ -124,7 +126,7 @@ summarize() {
     /^\[ok\]:/ { ok++ }
     /^\[err\]:/ { err++ }
     /^\[[0-9]+\/[0-9]+ done\]: / {
-      done[$3] = 1; oks[$3] = ok; errs[$3] = err; ok = 0; err = 0
+      done[$3] = 1; oks[$3] = ok + 0; errs[$3] = err + 0; ok = 0; err = 0
     }
     END {
       aborted = 0
@@ -203,8 +205,7 @@ echo
 echo "redis-suite ($MODE$([ "$ONE_RUN" = 1 ] && echo ', one run')): $TOTAL_OK passed, $TOTAL_ERR failed; $FAILED_UNITS unit(s) failed"
 printf '%s' "$RESULTS"
 if [ "$FAILED_UNITS" -gt 0 ]; then
-  # Keep the logs of a failed run for reading.
-  trap 'stop_servers' EXIT
   echo "logs kept in $WORK/runs"
   exit 1
 fi
+KEEP_LOGS=0
