@@ -43,7 +43,8 @@ REPO=$(cd "$(dirname "$0")/.." && pwd)
 for tool in tclsh redis-server redis-cli redis-benchmark redis-check-aof node timeout; do
   command -v "$tool" >/dev/null || { echo "redis-suite: $tool not found in PATH" >&2; exit 2; }
 done
-if [ "$MODE" = proxy ] && [ ! -f "$REPO/dist/cli.js" ]; then
+# The proxy, and the pipe's keepLastReplies, come from the build.
+if [ "$MODE" != direct ] && [ ! -f "$REPO/dist/cli.js" ]; then
   echo "redis-suite: $REPO/dist/cli.js missing: run npm run build first" >&2
   exit 2
 fi

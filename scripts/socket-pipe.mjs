@@ -3,6 +3,7 @@
 // The baseline for scripts/redis-suite.sh: what a transparent middle hop does to Redis's test suite.
 // Usage: node scripts/socket-pipe.mjs --port <listen port> --upstream <host:port>
 import net from 'node:net';
+import { keepLastReplies } from '../dist/proxy/last-replies.js';
 
 const args = process.argv.slice(2);
 const flag = (name) => {
@@ -22,13 +23,12 @@ const server = net.createServer((client) => {
   upstream.setNoDelay(true);
   client.pipe(upstream);
   upstream.pipe(client);
-  // Either side closing or failing closes the other, as a client talking to Redis directly would see.
-  const close = () => {
-    client.destroy();
-    upstream.destroy();
-  };
-  client.on('close', close).on('error', close);
-  upstream.on('close', close).on('error', close);
+  // Redis closed (QUIT, CLIENT KILL, protocol error): the client still gets every reply, then the close.
+  upstream.on('close', () => client.destroySoon());
+  upstream.on('error', () => undefined); // 'close' follows
+  keepLastReplies(upstream, (chunk) => client.write(chunk));
+  client.on('close', () => upstream.destroy());
+  client.on('error', () => client.destroy());
 });
 server.listen(port, '127.0.0.1', () => {
   process.stdout.write(`socket-pipe listening on 127.0.0.1:${server.address().port}, upstream ${upstreamHost}:${upstreamPort}\n`);
