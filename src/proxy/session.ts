@@ -7,6 +7,7 @@ import { RequestFramer } from '../resp/request-framer.js';
 import { encodeCommand } from '../resp/encode.js';
 import { replyEnd } from '../resp/reply-scanner.js';
 import type { Registry } from '../notify/registry.js';
+import { keepLastReplies } from './last-replies.js';
 import type { Rewriter, SessionState } from './rewrite.js';
 
 export interface SessionOptions {
@@ -84,6 +85,8 @@ export class Session {
       client.resume();
     });
     upstream.on('data', (chunk: Buffer) => this.fromUpstream(chunk));
+    // Redis's last reply before it reset a connection the client kept writing to (after QUIT).
+    keepLastReplies(upstream, (chunk) => this.fromUpstream(chunk));
     upstream.on('drain', () => {
       if (!this.poisoned && !this.handshaking && !this.holding) client.resume();
     });
