@@ -251,6 +251,26 @@ describe('large MSET and DEL of registered keys', () => {
     expect(await direct.zcard('notifylist:expiry')).toBe(0);
     expect(await direct.llen('bigl')).toBe(eventsBefore);
   });
+  it('a large MSET or DEL with a key the user may not touch gets the NOPERM of the plain command, and nothing happens', async () => {
+    await client.call('NOTIFYLIST.SET', 'big:*', 'bigl');
+    await direct.call('ACL', 'SETUSER', 'bigwriter', 'reset', 'on', '>pw', '+@all', '~big:*', '~bigl', '~notifylist:*', '&*');
+    const limited = new Redis(proxy.port, { username: 'bigwriter', password: 'pw' });
+    try {
+      const keys = Array.from({ length: 3000 }, (_, i) => `big:${i}`);
+      const noperm = /^NOPERM this user has no permissions to access one of the keys used as arguments$/;
+      await expect(limited.mset([...keys, 'other'].flatMap((k) => [k, 'v']))).rejects.toThrow(noperm);
+      expect(await direct.exists(...keys)).toBe(0);
+      expect(await direct.llen('bigl')).toBe(0);
+      expect(await limited.mset(keys.flatMap((k) => [k, 'v']))).toBe('OK');
+      expect(await direct.llen('bigl')).toBe(3000);
+      await expect(limited.del(...keys, 'other')).rejects.toThrow(noperm);
+      expect(await direct.exists(...keys)).toBe(3000);
+      expect(await limited.del(...keys)).toBe(3000);
+    } finally {
+      limited.disconnect();
+      await direct.call('ACL', 'DELUSER', 'bigwriter');
+    }
+  });
 });
 
 describe('every event is valid JSON whatever the key bytes', () => {

@@ -109,6 +109,8 @@ end
 -- Every event is valid UTF-8 JSON. A key that is not valid UTF-8 also comes exactly, as base64
 -- in "key64"; valid UTF-8 keys give exactly {"key":"<key>","op":"<event>"}.
 local function event_text(key, op)
+  -- Most keys need neither escaping nor UTF-8 checks: one scan tells.
+  if not string.find(key, '[%c"\\\128-\255]') then return '{"key":"' .. key .. '","op":"' .. op .. '"}' end
   local text, valid = utf8_text(key)
   if valid then return '{"key":"' .. json_escape(key) .. '","op":"' .. op .. '"}' end
   return '{"key":"' .. json_escape(text) .. '","op":"' .. op .. '","key64":"' .. base64(key) .. '"}'
@@ -120,29 +122,49 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
--- ARGV[first] = number of candidate triples, then (key index, pattern, list) triples.
+-- ARGV[first] = number of candidate triples, then (key index, pattern, list) triples; the key
+-- index may be a range `first-last` (consecutive keys with the same candidate, as in a large MSET).
 -- Returns: per key index, the verified lists (deduplicated, in first-seen order); index after.
+-- Keys with the same lists share one table (so a large MSET makes a few tables, not one per key):
+-- callers must not modify them.
 local function verified_lists(argv, first)
   local count = tonumber(argv[first])
   local current = {}
   local lists_by_key = {}
+  local NONE = {}
+  local grown = {} -- lists table -> list -> that table with the list added
   for i = 0, count - 1 do
     local base = first + 1 + 3 * i
-    local key_index, pattern, list = tonumber(argv[base]), argv[base + 1], argv[base + 2]
+    local indexes, pattern, list = argv[base], argv[base + 1], argv[base + 2]
     local registered = current[pattern]
     if registered == nil then
       registered = redis.call('HGET', REGISTRY, pattern)
       current[pattern] = registered
     end
     if registered == list then
-      local lists = lists_by_key[key_index]
-      if not lists then
-        lists = {}
-        lists_by_key[key_index] = lists
-      end
-      if not lists[list] then
-        lists[list] = true
-        lists[#lists + 1] = list
+      local from, to = string.match(indexes, '^(%d+)-(%d+)$')
+      from = tonumber(from or indexes)
+      to = tonumber(to) or from
+      for key_index = from, to do
+        local lists = lists_by_key[key_index] or NONE
+        if not lists[list] then
+          local by_list = grown[lists]
+          if not by_list then
+            by_list = {}
+            grown[lists] = by_list
+          end
+          local more = by_list[list]
+          if not more then
+            more = { [list] = true }
+            for n, name in ipairs(lists) do
+              more[n] = name
+              more[name] = true
+            end
+            more[#more + 1] = list
+            by_list[list] = more
+          end
+          lists_by_key[key_index] = more
+        end
       end
     end
   end
@@ -235,8 +257,18 @@ local function lookup_each(indexes, names, single, multi, container)
 end
 
 -- Event targets never produce events: a key that is a target in this database loses its lists.
+-- Many keys and few targets: the targets are read once instead of looking up every key.
 local function drop_targets(keys, lists_by_key)
   if next(lists_by_key) == nil then return end
+  if #keys > 16 and redis.acl_check_cmd('hlen', TARGETS) and redis.acl_check_cmd('hkeys', TARGETS)
+    and redis.call('HLEN', TARGETS) < #keys then
+    local targets = {}
+    for _, target in ipairs(redis.call('HKEYS', TARGETS)) do targets[target] = true end
+    for index, key in ipairs(keys) do
+      if targets[key] then lists_by_key[index] = nil end
+    end
+    return
+  end
   local indexes, names = registered_keys(keys, lists_by_key)
   local counts = lookup_each(indexes, names, 'HGET', 'HMGET', TARGETS)
   for _, index in ipairs(indexes) do
@@ -296,25 +328,27 @@ local NO_READS_AFTER = { mset = true, del = true, unlink = true }
 -- list that holds another type (or that the command itself would overwrite before its events are
 -- pushed), or an ACL user who may not run one of the commands the library runs for a matching key
 -- (its own redis.call would otherwise abort with a script error).
-local function check_targets(keys, lists_by_key, entries, name)
+local function check_targets(keys, lists_by_key, name)
   if next(lists_by_key) == nil then return nil end
   local refused = check_internal_access()
   if refused then return refused end
   local reads_after = not NO_READS_AFTER[name]
-  local lists_seen, list_count = {}, 0
+  local lists_seen, tables_seen = {}, {}
   for index, lists in pairs(lists_by_key) do
-    if reads_after or entries[index] then
+    if reads_after then
       refused = check_key_reads(keys[index])
       if refused then return refused end
     end
-    for _, list in ipairs(lists) do
-      if not lists_seen[list] then
-        lists_seen[list] = true
-        list_count = list_count + 1
-        local problem = list_problem(list)
-        if type(problem) == 'table' then return problem end
-        if problem then
-          return redis.error_reply('WRONGTYPE notifylist: the event list ' .. list .. ' holds a ' .. problem .. ', not a list')
+    if not tables_seen[lists] then
+      tables_seen[lists] = true
+      for _, list in ipairs(lists) do
+        if not lists_seen[list] then
+          lists_seen[list] = true
+          local problem = list_problem(list)
+          if type(problem) == 'table' then return problem end
+          if problem then
+            return redis.error_reply('WRONGTYPE notifylist: the event list ' .. list .. ' holds a ' .. problem .. ', not a list')
+          end
         end
       end
     end
@@ -331,21 +365,35 @@ end
 
 -- Events of one function call, pushed with one RPUSH per list (per slice), in the order added.
 local function new_events()
-  return { texts = {}, lists = {}, count = 0 }
+  return { texts = {}, lists = {}, count = 0, sinks = {} }
 end
 
-local function add_event(events, key, op, lists)
-  local text = event_text(key, op)
-  for _, list in ipairs(lists) do
+-- The text arrays of a lists table's lists (lists tables are shared by keys: looked up once).
+local function sinks_of(events, lists)
+  local sinks = events.sinks[lists]
+  if sinks then return sinks end
+  sinks = {}
+  for n, list in ipairs(lists) do
     local texts = events.texts[list]
     if not texts then
       texts = {}
       events.texts[list] = texts
       events.lists[#events.lists + 1] = list
     end
+    sinks[n] = texts
+  end
+  events.sinks[lists] = sinks
+  return sinks
+end
+
+local function add_event(events, key, op, lists)
+  local text = event_text(key, op)
+  local sinks = sinks_of(events, lists)
+  for n = 1, #sinks do
+    local texts = sinks[n]
     texts[#texts + 1] = text
   end
-  events.count = events.count + #lists
+  events.count = events.count + #sinks
 end
 
 -- Pushes the events (every list was checked to take them); the counter is only statistics.
@@ -357,7 +405,7 @@ local function push_events(events)
   end
   redis.pcall('HINCRBY', STATS, 'events', events.count)
   local count = events.count
-  events.texts, events.lists, events.count = {}, {}, 0
+  events.texts, events.lists, events.count, events.sinks = {}, {}, 0, {}
   return count
 end
 
@@ -498,22 +546,48 @@ local function index_in_other_db(db, key, argv, now)
   sync_index(key)
 end
 
+-- A large MSET/MSETNX/DEL/UNLINK comes with no KEYS (see rewrite.ts keysInArgs): its keys, from
+-- the command's own arguments.
+local function keys_in_args(name, args)
+  local keys, step = {}, 0
+  if name == 'mset' or name == 'msetnx' then step = 2 elseif name == 'del' or name == 'unlink' then step = 1 end
+  if step == 0 then return keys end
+  local n = 0
+  for i = 2, #args, step do
+    n = n + 1
+    keys[n] = args[i]
+  end
+  return keys
+end
+
 -- FCALL notifylist_write <numkeys> <keys...> <candidates...> <command> <args...>
 -- Runs the client's command with pcall and, only if it wrote, pushes one `set` event per
 -- (written key, verified list); keeps the expiry index true. Returns the command's own reply.
--- Candidate key indexes refer to KEYS; for MOVE, KEYS[2] stands for the key in the target db.
+-- Candidate key indexes refer to KEYS (a large MSET, MSETNX, DEL or UNLINK: to its keys, sent
+-- without KEYS); for MOVE, KEYS[2] stands for the key in the target db.
 -- Every check comes before the first write; nothing after the command can fail.
 local function notifylist_write(keys, argv)
   local refused = check_registry_read()
   if refused then return refused end
   local lists_by_key, command_at = verified_lists(argv, 1)
+  local args, argc = {}, 0
+  for i = command_at, #argv do
+    argc = argc + 1
+    args[argc] = argv[i]
+  end
+  local name = string.lower(args[1])
+  if #keys == 0 then
+    keys = keys_in_args(name, args)
+    -- Redis checks declared KEYS before running FCALL; for undeclared ones, the same refusal.
+    for first = 2, #args, UNPACK_SLICE do
+      if not redis.acl_check_cmd(name, unpack(args, first, math.min(#args, first + UNPACK_SLICE - 1))) then
+        return redis.error_reply('NOPERM this user has no permissions to access one of the keys used as arguments')
+      end
+    end
+  end
   drop_targets(keys, lists_by_key)
 
-  local args = {}
-  for i = command_at, #argv do args[#args + 1] = argv[i] end
-  local name = string.lower(args[1])
-
-  refused = check_targets(keys, lists_by_key, {}, name)
+  refused = check_targets(keys, lists_by_key, name)
   if refused then return refused end
   local entries = index_entries(keys, lists_by_key)
   if next(entries) ~= nil and NO_READS_AFTER[name] then
