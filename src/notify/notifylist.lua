@@ -127,11 +127,11 @@ end
 -- Returns: per key index, the verified lists (deduplicated, in first-seen order); index after.
 -- Keys with the same lists share one table (so a large MSET makes a few tables, not one per key):
 -- callers must not modify them.
+local NO_LISTS = {} -- never modified
 local function verified_lists(argv, first)
   local count = tonumber(argv[first])
   local current = {}
   local lists_by_key = {}
-  local NONE = {}
   local grown = {} -- lists table -> list -> that table with the list added
   for i = 0, count - 1 do
     local base = first + 1 + 3 * i
@@ -142,11 +142,14 @@ local function verified_lists(argv, first)
       current[pattern] = registered
     end
     if registered == list then
-      local from, to = string.match(indexes, '^(%d+)-(%d+)$')
-      from = tonumber(from or indexes)
+      local from, to = tonumber(indexes), nil
+      if not from then
+        from, to = string.match(indexes, '^(%d+)-(%d+)$')
+        from = tonumber(from)
+      end
       to = tonumber(to) or from
       for key_index = from, to do
-        local lists = lists_by_key[key_index] or NONE
+        local lists = lists_by_key[key_index] or NO_LISTS
         if not lists[list] then
           local by_list = grown[lists]
           if not by_list then
@@ -182,7 +185,6 @@ end
 -- Refuses, before anything is read or written, a user who may not read the registry.
 local function check_registry_read()
   if not redis.acl_check_cmd('hget', REGISTRY, 'x') then return no_permission('read ' .. REGISTRY) end
-  if not redis.acl_check_cmd('hget', TARGETS, 'x') then return no_permission('read ' .. TARGETS) end
   return nil
 end
 
@@ -238,11 +240,14 @@ local function registered_keys(keys, lists_by_key)
   return indexes, names
 end
 
--- Per registered key, one value of `command hash|zset field` (HGET/ZSCORE), with the
--- multi-field command (HMGET/ZMSCORE) when the user may run it: index -> value or false.
-local function lookup_each(indexes, names, single, multi, container)
+-- Per registered key, one value of `command hash|zset field` (HGET/ZSCORE); for many keys with
+-- the multi-field command (HMGET/ZMSCORE) when the user may run it: index -> value or false.
+-- (pcall: a user who may not read TARGETS gets no target check; check_targets still refuses a
+-- write that would overwrite one of its own event lists. EXPIRY's rights are checked before.)
+local function lookup_each(keys, lists_by_key, single, multi, container)
   local values = {}
-  if redis.acl_check_cmd(multi, container, 'x') then
+  if #keys > 16 and redis.acl_check_cmd(multi, container, 'x') then
+    local indexes, names = registered_keys(keys, lists_by_key)
     local at = 0
     for _, reply in ipairs(pcall_in_slices(multi, container, names, 1)) do
       for _, value in ipairs(reply) do
@@ -251,7 +256,10 @@ local function lookup_each(indexes, names, single, multi, container)
       end
     end
   else
-    for i, name in ipairs(names) do values[indexes[i]] = redis.call(single, container, name) end
+    for index in pairs(lists_by_key) do
+      local value = redis.pcall(single, container, keys[index])
+      values[index] = type(value) ~= 'table' and value
+    end
   end
   return values
 end
@@ -269,29 +277,25 @@ local function drop_targets(keys, lists_by_key)
     end
     return
   end
-  local indexes, names = registered_keys(keys, lists_by_key)
-  local counts = lookup_each(indexes, names, 'HGET', 'HMGET', TARGETS)
-  for _, index in ipairs(indexes) do
-    if counts[index] then lists_by_key[index] = nil end
+  for index, count in pairs(lookup_each(keys, lists_by_key, 'HGET', 'HMGET', TARGETS)) do
+    if count then lists_by_key[index] = nil end
   end
 end
 
--- The index deadlines of the keys that have lists: index -> deadline. Nothing is looked up key
--- by key while the index is empty.
+-- The index deadlines of the keys that have lists: index -> deadline. Many keys are not looked up
+-- one by one while the index is empty.
 local function index_entries(keys, lists_by_key)
-  local entries = {}
-  if next(lists_by_key) == nil or #redis.call('ZRANGE', EXPIRY, 0, 0) == 0 then return entries end
-  local indexes, names = registered_keys(keys, lists_by_key)
-  local scores = lookup_each(indexes, names, 'ZSCORE', 'ZMSCORE', EXPIRY)
-  for _, index in ipairs(indexes) do
-    if scores[index] then entries[index] = tonumber(scores[index]) end
-  end
+  if next(lists_by_key) == nil then return {} end
+  if #keys > 16 and #redis.call('ZRANGE', EXPIRY, 0, 0) == 0 then return {} end
+  local entries = lookup_each(keys, lists_by_key, 'ZSCORE', 'ZMSCORE', EXPIRY)
+  for index, score in pairs(entries) do entries[index] = score and tonumber(score) or nil end
   return entries
 end
 
 -- What the library runs on its internal keys for a registered key: refused up front, not halfway.
+local INDEX_READS = { 'zscore', 'zrem', 'zrange' }
 local function check_internal_access()
-  for _, command in ipairs({ 'zscore', 'zrem', 'zrange' }) do
+  for _, command in ipairs(INDEX_READS) do
     if not redis.acl_check_cmd(command, EXPIRY, 'x', 'x') then return no_permission('run ' .. command .. ' on ' .. EXPIRY) end
   end
   if not redis.acl_check_cmd('zadd', EXPIRY, '0', 'x') then return no_permission('run zadd on ' .. EXPIRY) end
@@ -364,49 +368,39 @@ local function check_targets(keys, lists_by_key, name)
 end
 
 -- Events of one function call, pushed with one RPUSH per list (per slice), in the order added.
+-- `lists`: the lists in first-use order (array part) and each list's texts (list name -> array).
 local function new_events()
-  return { texts = {}, lists = {}, count = 0, sinks = {} }
-end
-
--- The text arrays of a lists table's lists (lists tables are shared by keys: looked up once).
-local function sinks_of(events, lists)
-  local sinks = events.sinks[lists]
-  if sinks then return sinks end
-  sinks = {}
-  for n, list in ipairs(lists) do
-    local texts = events.texts[list]
-    if not texts then
-      texts = {}
-      events.texts[list] = texts
-      events.lists[#events.lists + 1] = list
-    end
-    sinks[n] = texts
-  end
-  events.sinks[lists] = sinks
-  return sinks
+  return { lists = {}, count = 0 }
 end
 
 local function add_event(events, key, op, lists)
   local text = event_text(key, op)
-  local sinks = sinks_of(events, lists)
-  for n = 1, #sinks do
-    local texts = sinks[n]
-    texts[#texts + 1] = text
+  local by_list = events.lists
+  for n = 1, #lists do
+    local list = lists[n]
+    local texts = by_list[list]
+    if texts then
+      texts[#texts + 1] = text
+    else
+      by_list[list] = { text }
+      by_list[#by_list + 1] = list
+    end
   end
-  events.count = events.count + #sinks
+  events.count = events.count + #lists
 end
 
 -- Pushes the events (every list was checked to take them); the counter is only statistics.
+-- Once per events table.
 local function push_events(events)
   if events.count == 0 then return 0 end
-  for _, list in ipairs(events.lists) do
-    local texts = events.texts[list]
-    pcall_in_slices('RPUSH', list, texts, 1)
+  local by_list = events.lists
+  for n = 1, #by_list do
+    local list = by_list[n]
+    local texts = by_list[list]
+    if #texts == 1 then redis.call('RPUSH', list, texts[1]) else pcall_in_slices('RPUSH', list, texts, 1) end
   end
   redis.pcall('HINCRBY', STATS, 'events', events.count)
-  local count = events.count
-  events.texts, events.lists, events.count, events.sinks = {}, {}, 0, {}
-  return count
+  return events.count
 end
 
 local function push_event(key, op, lists)
@@ -638,7 +632,7 @@ local function notifylist_write(keys, argv)
           if name == 'mset' or name == 'msetnx' then
             -- They leave the key without a TTL.
             if indexed[index] then unindexed[#unindexed + 1] = key end
-          elseif sync_index(key, indexed[index], true) == -2 then
+          elseif sync_index(key, indexed[index] or false, true) == -2 then
             -- A deadline already in the past (SET ... PXAT <past>): Redis drops the key at once.
             add_event(events, key, 'expired', lists)
           end
@@ -664,7 +658,7 @@ local function notifylist_write(keys, argv)
       pcall_in_slices('ZREM', EXPIRY, unindexed, 1)
     else
       for index, key in ipairs(keys) do
-        if lists_by_key[index] then sync_index(key) end
+        if lists_by_key[index] then sync_index(key, indexed[index] or false) end
       end
     end
   end
