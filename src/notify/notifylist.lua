@@ -126,9 +126,10 @@ end
 -- index may be a range `first-last` (consecutive keys with the same candidate, as in a large MSET).
 -- Returns: per key index, the verified lists (deduplicated, in first-seen order); index after.
 -- Keys with the same lists share one table (so a large MSET makes a few tables, not one per key):
--- callers must not modify them.
+-- callers must not modify them. Indexes above `key_count` are ignored (a direct FCALL with a
+-- huge range must not keep Redis busy).
 local NO_LISTS = {} -- never modified
-local function verified_lists(argv, first)
+local function verified_lists(argv, first, key_count)
   local count = tonumber(argv[first])
   local current = {}
   local lists_by_key = {}
@@ -147,7 +148,7 @@ local function verified_lists(argv, first)
         from, to = string.match(indexes, '^(%d+)-(%d+)$')
         from = tonumber(from)
       end
-      to = tonumber(to) or from
+      to = math.min(tonumber(to) or from, key_count)
       for key_index = from, to do
         local lists = lists_by_key[key_index] or NO_LISTS
         if not lists[list] then
@@ -526,7 +527,7 @@ end
 -- skipped.
 local function index_in_other_db(db, key, argv, now)
   redis.call('SELECT', db)
-  local lists_by_key = verified_lists(argv, 1)
+  local lists_by_key = verified_lists(argv, 1, 2)
   drop_targets({ key, key }, lists_by_key)
   local lists = lists_by_key[2]
   if not lists then return end
@@ -563,7 +564,8 @@ end
 local function notifylist_write(keys, argv)
   local refused = check_registry_read()
   if refused then return refused end
-  local lists_by_key, command_at = verified_lists(argv, 1)
+  -- (Keys read from the command's arguments are fewer than the arguments.)
+  local lists_by_key, command_at = verified_lists(argv, 1, #keys > 0 and #keys or #argv)
   local args, argc = {}, 0
   for i = command_at, #argv do
     argc = argc + 1
@@ -748,7 +750,7 @@ end
 -- keys are reported. Returns { events pushed, entries left unchanged (held back or not yet due on
 -- Redis's clock), then per event list held back: its name and the type it holds }.
 local function notifylist_expired(keys, argv)
-  local lists_by_key, after = verified_lists(argv, 1)
+  local lists_by_key, after = verified_lists(argv, 1, #keys)
   local expired_by_redis = argv[after] == 'expired'
   local refused = check_registry_read()
   if refused then return refused end
