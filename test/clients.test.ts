@@ -173,8 +173,10 @@ describe('ioredis', () => {
     expect(await p.getBuffer(Buffer.from('bin:\x02', 'latin1'))).toEqual(Buffer.alloc(0));
     const raw = await direct.lrangeBuffer('events', 0, -1);
     expect(raw).toHaveLength(3);
-    // The key's bytes are kept: parse as latin1 so each byte is one char.
-    expect(JSON.parse(raw[0].toString('latin1')).key).toBe(key.toString('latin1'));
+    // The key is not valid UTF-8: the event is still UTF-8 JSON, and key64 carries the exact bytes.
+    const event = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(raw[0]));
+    expect(Buffer.from(event.key64, 'base64')).toEqual(key);
+    expect(event.key).toBe('bin:\x00\r\n"\\\ufffd\ufffd end');
   });
 
   it('pub/sub: SUBSCRIBE and PSUBSCRIBE through the proxy, PUBLISH from another client', async () => {

@@ -18,6 +18,16 @@ const REAP_COALESCE_MS = 4;
 const RECENT_MS = 2000;
 /** How far behind the leader the other proxies reap (see Reaper). */
 const FOLLOWER_GRACE_MS = 200;
+/** An event list that holds another type is logged at most this often. */
+const BLOCKED_LOG_MS = 60_000;
+
+/** What one report did. */
+export interface ReportResult {
+  /** Events pushed. */
+  pushed: number;
+  /** Index entries left as they were: held back (event list of another type) or not yet due. */
+  unchanged: number;
+}
 
 export class ExpiryReporter {
   private queued = new Map<number, Set<string>>();
@@ -31,6 +41,8 @@ export class ExpiryReporter {
   private recent = new Set<string>();
   private older = new Set<string>();
   private readonly rotation: NodeJS.Timeout;
+  /** Event list (per db) -> when it was last logged as holding another type. */
+  private blockedLogged = new Map<string, number>();
 
   constructor(
     private readonly control: Redis,
@@ -70,7 +82,7 @@ export class ExpiryReporter {
     this.queued = new Map();
     for (const [db, keys] of queued) {
       try {
-        await this.report(db, [...keys]);
+        await this.report(db, [...keys], false);
       } catch (error) {
         // Not lost: the index entry stays, and the reaper reports it.
         this.log(`expired events for db ${db} deferred to the reaper: ${(error as Error).message}`);
@@ -78,11 +90,15 @@ export class ExpiryReporter {
     }
   }
 
-  /** Reports the given keys of one database through the atomic function; returns events pushed. */
-  async report(db: number, keys: string[], byReaper = false): Promise<number> {
+  /**
+   * Reports the given keys of one database through the atomic function. `byReaper` false: Redis
+   * published `expired` for these keys (the library then knows they expired, even if a write the
+   * proxy does not rewrite has created them again since).
+   */
+  async report(db: number, keys: string[], byReaper: boolean): Promise<ReportResult> {
     // Candidates of every database: the library keeps only those registered in this one.
     const index = this.registry.all;
-    let pushed = 0;
+    const result: ReportResult = { pushed: 0, unchanged: 0 };
     for (let start = 0; start < keys.length; start += BATCH) {
       const batch = keys.slice(start, start + BATCH);
       const triples: Buffer[] = [];
@@ -90,12 +106,25 @@ export class ExpiryReporter {
         if (byReaper) this.recent.add(`${db}\n${key}`);
         index.match(key, (pattern, list) => triples.push(binary(String(i + 1)), binary(pattern), binary(list)));
       });
-      const [result] = await inDatabase(this.control, db, [
-        ['FCALL', 'notifylist_expired', batch.length, ...batch.map(binary), triples.length / 3, ...triples],
-      ]);
-      pushed += Number(result);
+      const evidence = byReaper ? [] : [binary('expired')];
+      const [reply] = (await inDatabase(this.control, db, [
+        ['FCALL', 'notifylist_expired', batch.length, ...batch.map(binary), triples.length / 3, ...triples, ...evidence],
+      ])) as [Array<number | Buffer>];
+      result.pushed += Number(reply[0]);
+      result.unchanged += Number(reply[1]);
+      for (let i = 2; i + 1 < reply.length; i += 2) this.logBlocked(db, (reply[i] as Buffer).toString('latin1'), (reply[i + 1] as Buffer).toString('latin1'));
     }
-    return pushed;
+    return result;
+  }
+
+  /** One bad event list holds back only its own keys' expirations: say so, now and then. */
+  private logBlocked(db: number, list: string, kind: string): void {
+    const id = `${db}\n${list}`;
+    const now = Date.now();
+    if (now - (this.blockedLogged.get(id) ?? -Infinity) < BLOCKED_LOG_MS) return;
+    this.blockedLogged.set(id, now);
+    if (this.blockedLogged.size > 10_000) this.blockedLogged.clear();
+    this.log(`expired events held back in db ${db}: the event list ${JSON.stringify(list)} holds a ${kind}, not a list; they are reported once it is a list again or deleted (NOTIFYLIST.INFO: blocked)`);
   }
 }
 
@@ -241,14 +270,16 @@ export class Reaper {
       const databases = new Set([...this.registry.databases(), ...this.indexedDatabases]);
       for (const db of databases) {
         if (this.isLeader && (await this.backfill(db))) backfillPending = true;
+        // Due entries that stay (held back, see ExpiryReporter) are skipped in this pass.
+        let skip = 0;
         for (;;) {
           // The due entries, and in the same round trip the first entry after them.
           const dueUpTo = String(Math.floor(Date.now() + this.clockOffset) - 1 - grace);
           const [due, after] = (await inDatabase(this.control, db, [
-            ['ZRANGE', this.names.expiry, '-inf', dueUpTo, 'BYSCORE', 'LIMIT', 0, BATCH],
+            ['ZRANGE', this.names.expiry, '-inf', dueUpTo, 'BYSCORE', 'LIMIT', skip, BATCH],
             ['ZRANGE', this.names.expiry, `(${dueUpTo}`, '+inf', 'BYSCORE', 'LIMIT', 0, 1, 'WITHSCORES'],
           ])) as [Buffer[], Buffer[]];
-          if (due.length > 0) await this.reporter.report(db, due.map((key) => key.toString('latin1')), true);
+          if (due.length > 0) skip += (await this.reporter.report(db, due.map((key) => key.toString('latin1')), true)).unchanged;
           if (due.length < BATCH) {
             if (after.length === 2) next = Math.min(next, Number(after[1].toString()));
             break;

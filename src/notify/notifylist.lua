@@ -11,6 +11,9 @@
 --   __PREFIX__expiry    zset  key -> absolute deadline in ms (Redis clock, PEXPIRETIME)
 --   __PREFIX__stats     hash  events -> number of events pushed
 --   __PREFIX__backfill  hash  pattern -> SCAN cursor of its pending backfill
+--   __PREFIX__targets   hash  list -> number of registrations pointing at it (derived from the
+--                             registry: rebuilt when missing). Event targets produce no events
+--                             of their own and are never indexed: a write to one runs plainly.
 -- Channels: __PREFIX__changes (registry changes: see src/notify/changes.ts for the messages),
 -- __PREFIX__wake (a new earliest deadline).
 --
@@ -26,6 +29,7 @@ local REGISTRY = PREFIX .. 'registry'
 local EXPIRY = PREFIX .. 'expiry'
 local STATS = PREFIX .. 'stats'
 local BACKFILL = PREFIX .. 'backfill'
+local TARGETS = PREFIX .. 'targets'
 local CHANGES = PREFIX .. 'changes'
 local WAKE = PREFIX .. 'wake'
 
@@ -37,18 +41,83 @@ local function starts_with(s, prefix)
   return string.sub(s, 1, #prefix) == prefix
 end
 
--- JSON string escaping such that JSON.parse(event).key is the key's exact text. Bytes >= 0x80
--- are passed through unchanged (UTF-8 keys stay UTF-8).
+-- JSON string escaping of valid UTF-8 text: JSON.parse(event).key is the text.
 local JSON_ESCAPES = { ['"'] = '\\"', ['\\'] = '\\\\', ['\n'] = '\\n', ['\r'] = '\\r', ['\t'] = '\\t',
   ['\b'] = '\\b', ['\f'] = '\\f' }
 local function json_escape(s)
+  if not string.find(s, '[%c"\\]') then return s end
   return (string.gsub(s, '[%c"\\]', function(c)
     return JSON_ESCAPES[c] or string.format('\\u%04x', string.byte(c))
   end))
 end
 
+-- Length of the valid UTF-8 sequence at byte i of s (RFC 3629: no overlong forms, no surrogates,
+-- nothing above U+10FFFF: what a strict decoder accepts), or nil.
+local function utf8_length(s, i)
+  local c = string.byte(s, i)
+  if c < 0x80 then return 1 end
+  local n, lo, hi
+  if c >= 0xC2 and c <= 0xDF then n, lo, hi = 2, 0x80, 0xBF
+  elseif c == 0xE0 then n, lo, hi = 3, 0xA0, 0xBF
+  elseif c == 0xED then n, lo, hi = 3, 0x80, 0x9F
+  elseif c >= 0xE1 and c <= 0xEF then n, lo, hi = 3, 0x80, 0xBF
+  elseif c == 0xF0 then n, lo, hi = 4, 0x90, 0xBF
+  elseif c >= 0xF1 and c <= 0xF3 then n, lo, hi = 4, 0x80, 0xBF
+  elseif c == 0xF4 then n, lo, hi = 4, 0x80, 0x8F
+  else return nil end
+  local second = string.byte(s, i + 1)
+  if not second or second < lo or second > hi then return nil end
+  for j = i + 2, i + n - 1 do
+    local continuation = string.byte(s, j)
+    if not continuation or continuation < 0x80 or continuation > 0xBF then return nil end
+  end
+  return n
+end
+
+-- The key as valid UTF-8 text (each byte that is not part of a valid sequence becomes U+FFFD),
+-- and whether the key already was valid UTF-8.
+local REPLACEMENT = '\239\191\189'
+local function utf8_text(s)
+  if not string.find(s, '[\128-\255]') then return s, true end
+  local parts, from, i, valid = {}, 1, 1, true
+  while i <= #s do
+    local n = utf8_length(s, i)
+    if n then
+      i = i + n
+    else
+      parts[#parts + 1] = string.sub(s, from, i - 1)
+      parts[#parts + 1] = REPLACEMENT
+      valid = false
+      i = i + 1
+      from = i
+    end
+  end
+  if valid then return s, true end
+  parts[#parts + 1] = string.sub(s, from)
+  return table.concat(parts), false
+end
+
+local BASE64 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/'
+local function base64(s)
+  local out = {}
+  for i = 1, #s, 3 do
+    local a, b, c = string.byte(s, i, i + 2)
+    local n = a * 65536 + (b or 0) * 256 + (c or 0)
+    local d1, d2, d3, d4 = math.floor(n / 262144) % 64, math.floor(n / 4096) % 64, math.floor(n / 64) % 64, n % 64
+    out[#out + 1] = string.sub(BASE64, d1 + 1, d1 + 1) .. string.sub(BASE64, d2 + 1, d2 + 1)
+      .. (b and string.sub(BASE64, d3 + 1, d3 + 1) or '=') .. (c and string.sub(BASE64, d4 + 1, d4 + 1) or '=')
+  end
+  return table.concat(out)
+end
+
+-- Every event is valid UTF-8 JSON. A key that is not valid UTF-8 also comes exactly, as base64
+-- in "key64"; valid UTF-8 keys give exactly {"key":"<key>","op":"<event>"}.
 local function event_text(key, op)
-  return '{"key":"' .. json_escape(key) .. '","op":"' .. op .. '"}'
+  -- Most keys need neither escaping nor UTF-8 checks: one scan tells.
+  if not string.find(key, '[%c"\\\128-\255]') then return '{"key":"' .. key .. '","op":"' .. op .. '"}' end
+  local text, valid = utf8_text(key)
+  if valid then return '{"key":"' .. json_escape(key) .. '","op":"' .. op .. '"}' end
+  return '{"key":"' .. json_escape(text) .. '","op":"' .. op .. '","key64":"' .. base64(key) .. '"}'
 end
 
 -- Redis's clock in ms. A key is expired when now > deadline (src/db.c keyIsExpired).
@@ -57,33 +126,61 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
--- ARGV[first] = number of candidate triples, then (key index, pattern, list) triples.
+-- ARGV[first] = number of candidate triples, then (key index, pattern, list) triples; the key
+-- index may be a range `first-last` (consecutive keys with the same candidate, as in a large MSET).
 -- Returns: per key index, the verified lists (deduplicated, in first-seen order); index after.
-local function verified_lists(argv, first)
+-- Keys with the same lists share one table (so a large MSET makes a few tables, not one per key):
+-- callers must not modify them. Indexes above `key_count` are ignored (a direct FCALL with a
+-- huge range must not keep Redis busy).
+local NO_LISTS = {} -- never modified
+local function verified_lists(argv, first, key_count)
   local count = tonumber(argv[first])
   local current = {}
   local lists_by_key = {}
+  local grown = {} -- lists table -> list -> that table with the list added
   for i = 0, count - 1 do
     local base = first + 1 + 3 * i
-    local key_index, pattern, list = tonumber(argv[base]), argv[base + 1], argv[base + 2]
+    local indexes, pattern, list = argv[base], argv[base + 1], argv[base + 2]
     local registered = current[pattern]
     if registered == nil then
       registered = redis.call('HGET', REGISTRY, pattern)
       current[pattern] = registered
     end
     if registered == list then
-      local lists = lists_by_key[key_index]
-      if not lists then
-        lists = {}
-        lists_by_key[key_index] = lists
+      local from, to = tonumber(indexes), nil
+      if not from then
+        from, to = string.match(indexes, '^(%d+)-(%d+)$')
+        from = tonumber(from)
       end
-      if not lists[list] then
-        lists[list] = true
-        lists[#lists + 1] = list
+      to = math.min(tonumber(to) or from, key_count)
+      for key_index = from, to do
+        local lists = lists_by_key[key_index] or NO_LISTS
+        if not lists[list] then
+          local by_list = grown[lists]
+          if not by_list then
+            by_list = {}
+            grown[lists] = by_list
+          end
+          local more = by_list[list]
+          if not more then
+            more = { [list] = true }
+            for n, name in ipairs(lists) do
+              more[n] = name
+              more[name] = true
+            end
+            more[#more + 1] = list
+            by_list[list] = more
+          end
+          lists_by_key[key_index] = more
+        end
       end
     end
   end
   return lists_by_key, first + 1 + 3 * count
+end
+
+local function is_error(reply)
+  return type(reply) == 'table' and reply['err'] ~= nil
 end
 
 local function no_permission(what)
@@ -96,101 +193,26 @@ local function check_registry_read()
   return nil
 end
 
--- Refuses (before anything is written) what would make the function fail halfway: an event
--- list that holds another type, or an ACL user who may not run one of the commands the library
--- runs for a matching key (its own redis.call would otherwise abort with a script error).
-local function check_targets(keys, lists_by_key)
-  if next(lists_by_key) == nil then return nil end
-  for index, lists in pairs(lists_by_key) do
-    if not redis.acl_check_cmd('pexpiretime', keys[index]) or not redis.acl_check_cmd('object', 'encoding', keys[index]) then
-      return no_permission('run PEXPIRETIME and OBJECT ENCODING on ' .. keys[index])
-    end
-    for _, list in ipairs(lists) do
-      if not redis.acl_check_cmd('type', list) or not redis.acl_check_cmd('rpush', list, 'x') then
-        return no_permission('RPUSH to the event list ' .. list)
-      end
-      local kind = redis.call('TYPE', list)['ok']
-      if kind ~= 'none' and kind ~= 'list' then
-        return redis.error_reply('WRONGTYPE notifylist: the event list ' .. list .. ' holds a ' .. kind .. ', not a list')
-      end
-    end
-  end
-  for _, command in ipairs({ 'zscore', 'zrem', 'zrange' }) do
-    if not redis.acl_check_cmd(command, EXPIRY, 'x', 'x') then return no_permission('run ' .. command .. ' on ' .. EXPIRY) end
-  end
-  if not redis.acl_check_cmd('zadd', EXPIRY, '0', 'x') then return no_permission('run zadd on ' .. EXPIRY) end
-  if not redis.acl_check_cmd('hincrby', STATS, 'events', '1') then return no_permission('run hincrby on ' .. STATS) end
-  if not redis.acl_check_cmd('time') then return no_permission('run time') end
-  if not redis.acl_check_cmd('publish', WAKE, 'x') then return no_permission('publish to ' .. WAKE) end
-  return nil
+-- TARGETS is derived from the registry: rebuilt when missing while registrations exist (after a
+-- flush, or with a registry written by an older library).
+local function ensure_targets()
+  if redis.call('TYPE', TARGETS)['ok'] ~= 'none' then return end
+  local fields = redis.call('HGETALL', REGISTRY)
+  for i = 2, #fields, 2 do redis.call('HINCRBY', TARGETS, fields[i], 1) end
 end
 
-local function push_event(key, op, lists)
-  if not lists or #lists == 0 then return 0 end
-  local text = event_text(key, op)
-  for _, list in ipairs(lists) do
-    redis.call('RPUSH', list, text)
-  end
-  redis.call('HINCRBY', STATS, 'events', #lists)
-  return #lists
+-- Keeps TARGETS true when `pattern` is about to point at `list` (nil: about to be unregistered).
+-- Call before the registry changes.
+local function track_target(pattern, list)
+  ensure_targets()
+  local old = redis.call('HGET', REGISTRY, pattern)
+  if old == list then return end
+  if old and redis.call('HINCRBY', TARGETS, old, -1) <= 0 then redis.call('HDEL', TARGETS, old) end
+  if list then redis.call('HINCRBY', TARGETS, list, 1) end
 end
 
--- Does the key exist? OBJECT ENCODING looks up without publishing a key-miss notification (the
--- client's own command may never have missed), unlike EXISTS, TYPE and PEXPIRETIME. It still lets
--- Redis expire the key (and publish `expired`) if it has run out.
-local function key_exists(key)
-  -- A missing key is false (RESP2 conversion) or nil (RESP3, inside run_command): both falsy.
-  if redis.call('OBJECT', 'ENCODING', key) then return true end
-  return false
-end
-
--- A key's deadline (-2: no key, -1: no TTL).
-local function key_deadline(key)
-  if not key_exists(key) then return -2 end
-  return redis.call('PEXPIRETIME', key)
-end
-
--- The one place that reports an indexed key's expiry: removes the index entry and pushes
--- `expired` only if the indexed incarnation's deadline has passed. Exactly once, whoever calls.
--- Touching the key (PEXPIRETIME) lets Redis delete an expired key now, so Redis's own
--- notifications agree with ours. Returns the events pushed and whether an entry remains.
--- `now` (Redis's clock, ms) is read only when the key has an entry, unless the caller has it.
-local function settle(key, lists, now)
-  local deadline = tonumber(redis.call('ZSCORE', EXPIRY, key))
-  if not deadline then return 0, false end
-  now = now or now_ms()
-  local current = key_deadline(key)
-  if deadline >= now then
-    -- Not due. Keep the entry true to the key (changed or deleted outside the proxy).
-    if current == -2 or current == -1 then
-      redis.call('ZREM', EXPIRY, key)
-      return 0, false
-    elseif current ~= deadline then
-      redis.call('ZADD', EXPIRY, current, key)
-    end
-    return 0, true
-  end
-  redis.call('ZREM', EXPIRY, key)
-  return push_event(key, 'expired', lists), false
-end
-
-local function is_error(reply)
-  return type(reply) == 'table' and reply['err'] ~= nil
-end
-
--- SET's condition: 'nx', 'xx' or nil. (A value equal to "NX" is never at an option position
--- that matters: with a conflicting or misplaced option Redis answers a syntax error.)
-local function set_condition(args)
-  local condition = nil
-  for i = 4, #args do
-    local option = string.lower(args[i])
-    if option == 'nx' or option == 'xx' then condition = option end
-  end
-  return condition
-end
-
--- Lua 5.1 unpacks at most about 8000 values onto its C stack; larger MSET/MSETNX/DEL/UNLINK
--- calls run in slices, which is the same inside one (atomic) function call.
+-- Lua 5.1 unpacks at most about 8000 values onto its C stack: larger MSET/MSETNX/DEL/UNLINK
+-- calls, and every batch of values, go in slices, which is the same inside one (atomic) call.
 local UNPACK_SLICE = 4000 -- even: slices keep key-value and field-value pairs together
 
 -- `command [key] values[from..]`, one call per slice; stops at the first error and returns it,
@@ -209,6 +231,240 @@ local function pcall_in_slices(command, key, values, from)
     replies[#replies + 1] = reply
   end
   return replies
+end
+
+-- The indexes (in `lists_by_key`, ascending) and keys of the keys that have verified lists.
+local function registered_keys(keys, lists_by_key)
+  local indexes, names = {}, {}
+  for index = 1, #keys do
+    if lists_by_key[index] then
+      indexes[#indexes + 1] = index
+      names[#names + 1] = keys[index]
+    end
+  end
+  return indexes, names
+end
+
+-- Per registered key, one value of `command hash|zset field` (HGET/ZSCORE); for many keys with
+-- the multi-field command (HMGET/ZMSCORE) when the user may run it: index -> value or false.
+-- (pcall: a user who may not read TARGETS gets no target check; check_targets still refuses a
+-- write that would overwrite one of its own event lists. EXPIRY's rights are checked before.)
+local function lookup_each(keys, lists_by_key, single, multi, container)
+  local values = {}
+  if #keys > 16 and redis.acl_check_cmd(multi, container, 'x') then
+    local indexes, names = registered_keys(keys, lists_by_key)
+    local at = 0
+    for _, reply in ipairs(pcall_in_slices(multi, container, names, 1)) do
+      for _, value in ipairs(reply) do
+        at = at + 1
+        values[indexes[at]] = value
+      end
+    end
+  else
+    for index in pairs(lists_by_key) do
+      local value = redis.pcall(single, container, keys[index])
+      values[index] = type(value) ~= 'table' and value
+    end
+  end
+  return values
+end
+
+-- Event targets never produce events: a key that is a target in this database loses its lists.
+-- Many keys and few targets: the targets are read once instead of looking up every key.
+local function drop_targets(keys, lists_by_key)
+  if next(lists_by_key) == nil then return end
+  if #keys > 16 and redis.acl_check_cmd('hlen', TARGETS) and redis.acl_check_cmd('hkeys', TARGETS)
+    and redis.call('HLEN', TARGETS) < #keys then
+    local targets = {}
+    for _, target in ipairs(redis.call('HKEYS', TARGETS)) do targets[target] = true end
+    for index, key in ipairs(keys) do
+      if targets[key] then lists_by_key[index] = nil end
+    end
+    return
+  end
+  for index, count in pairs(lookup_each(keys, lists_by_key, 'HGET', 'HMGET', TARGETS)) do
+    if count then lists_by_key[index] = nil end
+  end
+end
+
+-- The index deadlines of the keys that have lists: index -> deadline. Many keys are not looked up
+-- one by one while the index is empty.
+local function index_entries(keys, lists_by_key)
+  if next(lists_by_key) == nil then return {} end
+  if #keys > 16 and #redis.call('ZRANGE', EXPIRY, 0, 0) == 0 then return {} end
+  local entries = lookup_each(keys, lists_by_key, 'ZSCORE', 'ZMSCORE', EXPIRY)
+  for index, score in pairs(entries) do entries[index] = score and tonumber(score) or nil end
+  return entries
+end
+
+-- What the library runs on its internal keys for a registered key: refused up front, not halfway.
+local INDEX_READS = { 'zscore', 'zrem', 'zrange' }
+local function check_internal_access()
+  for _, command in ipairs(INDEX_READS) do
+    if not redis.acl_check_cmd(command, EXPIRY, 'x', 'x') then return no_permission('run ' .. command .. ' on ' .. EXPIRY) end
+  end
+  if not redis.acl_check_cmd('zadd', EXPIRY, '0', 'x') then return no_permission('run zadd on ' .. EXPIRY) end
+  if not redis.acl_check_cmd('hincrby', STATS, 'events', '1') then return no_permission('run hincrby on ' .. STATS) end
+  if not redis.acl_check_cmd('time') then return no_permission('run time') end
+  if not redis.acl_check_cmd('publish', WAKE, 'x') then return no_permission('publish to ' .. WAKE) end
+  return nil
+end
+
+local function check_key_reads(key)
+  if not redis.acl_check_cmd('pexpiretime', key) or not redis.acl_check_cmd('object', 'encoding', key) then
+    return no_permission('run PEXPIRETIME and OBJECT ENCODING on ' .. key)
+  end
+  return nil
+end
+
+-- An event list's type: nil if it can take events, else the type it holds (or a NOPERM error).
+local function list_problem(list)
+  if not redis.acl_check_cmd('type', list) or not redis.acl_check_cmd('rpush', list, 'x') then
+    return no_permission('RPUSH to the event list ' .. list)
+  end
+  local kind = redis.call('TYPE', list)['ok']
+  if kind ~= 'none' and kind ~= 'list' then return kind end
+  return nil
+end
+
+-- Writes whose events the library knows (REDIS-FACTS.md): each fires `set` per written key.
+local SET_FAMILY = { set = true, setnx = true, setex = true, psetex = true, getset = true, mset = true, msetnx = true }
+-- Commands after which the library reads nothing of the written keys (the outcome is known:
+-- MSET leaves no TTL, DEL removes the key).
+local NO_READS_AFTER = { mset = true, del = true, unlink = true }
+
+-- Refuses (before anything is written) what would make the function fail halfway: an event
+-- list that holds another type (or that the command itself would overwrite before its events are
+-- pushed), or an ACL user who may not run one of the commands the library runs for a matching key
+-- (its own redis.call would otherwise abort with a script error).
+local function check_targets(keys, lists_by_key, name)
+  if next(lists_by_key) == nil then return nil end
+  local refused = check_internal_access()
+  if refused then return refused end
+  local reads_after = not NO_READS_AFTER[name]
+  local lists_seen, tables_seen = {}, {}
+  for index, lists in pairs(lists_by_key) do
+    if reads_after then
+      refused = check_key_reads(keys[index])
+      if refused then return refused end
+    end
+    if not tables_seen[lists] then
+      tables_seen[lists] = true
+      for _, list in ipairs(lists) do
+        if not lists_seen[list] then
+          lists_seen[list] = true
+          local problem = list_problem(list)
+          if type(problem) == 'table' then return problem end
+          if problem then
+            return redis.error_reply('WRONGTYPE notifylist: the event list ' .. list .. ' holds a ' .. problem .. ', not a list')
+          end
+        end
+      end
+    end
+  end
+  if SET_FAMILY[name] then
+    for _, key in ipairs(keys) do
+      if lists_seen[key] then
+        return redis.error_reply('ERR notifylist: ' .. name .. ' would overwrite the event list ' .. key .. ' of a key it writes')
+      end
+    end
+  end
+  return nil
+end
+
+-- Events of one function call, pushed with one RPUSH per list (per slice), in the order added.
+-- `lists`: the lists in first-use order (array part) and each list's texts (list name -> array).
+local function new_events()
+  return { lists = {}, count = 0 }
+end
+
+local function add_event(events, key, op, lists)
+  local text = event_text(key, op)
+  local by_list = events.lists
+  for n = 1, #lists do
+    local list = lists[n]
+    local texts = by_list[list]
+    if texts then
+      texts[#texts + 1] = text
+    else
+      by_list[list] = { text }
+      by_list[#by_list + 1] = list
+    end
+  end
+  events.count = events.count + #lists
+end
+
+-- Pushes the events (every list was checked to take them); the counter is only statistics.
+-- Once per events table.
+local function push_events(events)
+  if events.count == 0 then return 0 end
+  local by_list = events.lists
+  for n = 1, #by_list do
+    local list = by_list[n]
+    local texts = by_list[list]
+    if #texts == 1 then redis.call('RPUSH', list, texts[1]) else pcall_in_slices('RPUSH', list, texts, 1) end
+  end
+  redis.pcall('HINCRBY', STATS, 'events', events.count)
+  return events.count
+end
+
+local function push_event(key, op, lists)
+  if not lists or #lists == 0 then return 0 end
+  local events = new_events()
+  add_event(events, key, op, lists)
+  return push_events(events)
+end
+
+-- Does the key exist? OBJECT ENCODING looks up without publishing a key-miss notification (the
+-- client's own command may never have missed), unlike EXISTS, TYPE and PEXPIRETIME. It still lets
+-- Redis expire the key (and publish `expired`) if it has run out.
+local function key_exists(key)
+  -- A missing key is false (RESP2 conversion) or nil (RESP3, inside run_command): both falsy.
+  if redis.call('OBJECT', 'ENCODING', key) then return true end
+  return false
+end
+
+-- A key's deadline (-2: no key, -1: no TTL).
+local function key_deadline(key)
+  if not key_exists(key) then return -2 end
+  return redis.call('PEXPIRETIME', key)
+end
+
+-- The one place that reports an indexed key's expiry: removes or corrects the index entry, and
+-- pushes `expired` only if the indexed incarnation is really gone after its deadline. Touching the
+-- key (OBJECT ENCODING) lets Redis delete it now if it is due, so Redis's own notifications agree
+-- with ours. A key that still exists after that with another deadline (or none) was written over
+-- (SUNIONSTORE, SORT ... STORE, RESTORE REPLACE, DEL then LPUSH, ...): its indexed incarnation did
+-- not expire, no event; unless `expired_by_redis` (Redis itself published `expired` for the key, so
+-- it expired and was then created again by a write the proxy does not rewrite).
+-- `deadline` (the entry's score) and `now` (Redis's clock, ms) are read here unless given.
+-- Returns the events pushed, whether an entry remains, and whether it remains unchanged.
+local function settle(key, lists, now, deadline, expired_by_redis)
+  deadline = deadline or tonumber(redis.call('ZSCORE', EXPIRY, key))
+  if not deadline then return 0, false, false end
+  now = now or now_ms()
+  local current = key_deadline(key)
+  -- Still the indexed incarnation (due on our clock but not yet on Redis's script clock: later).
+  if current == deadline then return 0, true, true end
+  local pushed = 0
+  if deadline < now and (current == -2 or expired_by_redis) then pushed = push_event(key, 'expired', lists) end
+  if current < 0 then
+    redis.call('ZREM', EXPIRY, key)
+    return pushed, false, false
+  end
+  redis.call('ZADD', EXPIRY, current, key)
+  return pushed, true, false
+end
+
+-- SET's condition: 'nx', 'xx' or nil. (A value equal to "NX" is never at an option position
+-- that matters: with a conflicting or misplaced option Redis answers a syntax error.)
+local function set_condition(args)
+  local condition = nil
+  for i = 4, #args do
+    local option = string.lower(args[i])
+    if option == 'nx' or option == 'xx' then condition = option end
+  end
+  return condition
 end
 
 local function run_command(name, args)
@@ -246,9 +502,6 @@ local function command_wrote(name, reply, condition, before_exists)
   return true -- setex, psetex, getset, mset
 end
 
--- Writes whose events the library knows (REDIS-FACTS.md): each fires `set` per written key.
-local SET_FAMILY = { set = true, setnx = true, setex = true, psetex = true, getset = true, mset = true, msetnx = true }
-
 -- Keeps a key's index entry true after a command that may have changed its TTL or removed it
 -- (EXPIRE*, PERSIST, GETEX, DEL, UNLINK, GETDEL, RENAME*, COPY, RESTORE). A key that is gone was
 -- deleted, not expired: its entry is dropped without an event.
@@ -274,38 +527,74 @@ end
 
 -- A key that left this database (MOVE, COPY ... DB): index it in its new database, under the
 -- registrations of that database. Must run last: it leaves this function in the other database.
+-- Runs after the write, so it cannot refuse: an event list there that cannot take events is
+-- skipped.
 local function index_in_other_db(db, key, argv, now)
   redis.call('SELECT', db)
-  local lists_by_key = verified_lists(argv, 1)
-  if lists_by_key[2] then
-    -- An indexed incarnation there that ran out before the command (MOVE/COPY deleted it as
-    -- expired when they looked the destination up) is reported now, before its entry is reused.
-    settle(key, lists_by_key[2], now)
-    sync_index(key)
+  local lists_by_key = verified_lists(argv, 1, 2)
+  drop_targets({ key, key }, lists_by_key)
+  local lists = lists_by_key[2]
+  if not lists then return end
+  local usable = {}
+  for _, list in ipairs(lists) do
+    if list_problem(list) == nil then usable[#usable + 1] = list end
   end
+  -- An indexed incarnation there that ran out before the command (MOVE/COPY deleted it as
+  -- expired when they looked the destination up) is reported now, before its entry is reused.
+  settle(key, usable, now, nil, true)
+  sync_index(key)
+end
+
+-- A large MSET/MSETNX/DEL/UNLINK comes with no KEYS (see rewrite.ts keysInArgs): its keys, from
+-- the command's own arguments.
+local function keys_in_args(name, args)
+  local keys, step = {}, 0
+  if name == 'mset' or name == 'msetnx' then step = 2 elseif name == 'del' or name == 'unlink' then step = 1 end
+  if step == 0 then return keys end
+  local n = 0
+  for i = 2, #args, step do
+    n = n + 1
+    keys[n] = args[i]
+  end
+  return keys
 end
 
 -- FCALL notifylist_write <numkeys> <keys...> <candidates...> <command> <args...>
 -- Runs the client's command with pcall and, only if it wrote, pushes one `set` event per
 -- (written key, verified list); keeps the expiry index true. Returns the command's own reply.
--- Candidate key indexes refer to KEYS; for MOVE, KEYS[2] stands for the key in the target db.
+-- Candidate key indexes refer to KEYS (a large MSET, MSETNX, DEL or UNLINK: to its keys, sent
+-- without KEYS); for MOVE, KEYS[2] stands for the key in the target db.
+-- Every check comes before the first write; nothing after the command can fail.
 local function notifylist_write(keys, argv)
   local refused = check_registry_read()
   if refused then return refused end
-  local lists_by_key, command_at = verified_lists(argv, 1)
-  refused = check_targets(keys, lists_by_key)
-  if refused then return refused end
-
-  local args = {}
-  for i = command_at, #argv do args[#args + 1] = argv[i] end
+  -- (Keys read from the command's arguments are fewer than the arguments.)
+  local lists_by_key, command_at = verified_lists(argv, 1, #keys > 0 and #keys or #argv)
+  local args, argc = {}, 0
+  for i = command_at, #argv do
+    argc = argc + 1
+    args[argc] = argv[i]
+  end
   local name = string.lower(args[1])
+  if #keys == 0 then
+    keys = keys_in_args(name, args)
+    -- Redis checks declared KEYS before running FCALL; for undeclared ones, the same refusal.
+    for first = 2, #args, UNPACK_SLICE do
+      if not redis.acl_check_cmd(name, unpack(args, first, math.min(#args, first + UNPACK_SLICE - 1))) then
+        return redis.error_reply('NOPERM this user has no permissions to access one of the keys used as arguments')
+      end
+    end
+  end
+  drop_targets(keys, lists_by_key)
 
-  -- Settle first: an indexed incarnation that has already expired is reported before the write.
-  local indexed = {}
-  for index, key in ipairs(keys) do
-    if lists_by_key[index] then
-      local _, remains = settle(key, lists_by_key[index])
-      indexed[index] = remains
+  refused = check_targets(keys, lists_by_key, name)
+  if refused then return refused end
+  local entries = index_entries(keys, lists_by_key)
+  if next(entries) ~= nil and NO_READS_AFTER[name] then
+    -- Settling reads the keys that have entries.
+    for index in pairs(entries) do
+      refused = check_key_reads(keys[index])
+      if refused then return refused end
     end
   end
 
@@ -317,6 +606,16 @@ local function notifylist_write(keys, argv)
   local other_db = (name == 'move' and args[3]) or (name == 'copy' and copy_target_db(args)) or nil
   if other_db and not redis.acl_check_cmd('select', other_db) then
     return no_permission('SELECT ' .. other_db)
+  end
+
+  -- Settle first: an indexed incarnation that has already expired is reported before the write.
+  local indexed = {}
+  if next(entries) ~= nil then
+    local now = now_ms()
+    for index, deadline in pairs(entries) do
+      local _, remains = settle(keys[index], lists_by_key[index], now, deadline)
+      indexed[index] = remains
+    end
   end
   -- MOVE / COPY ... DB: Redis's clock before the command, to settle the destination database.
   local before = nil
@@ -330,14 +629,23 @@ local function notifylist_write(keys, argv)
 
   if SET_FAMILY[name] then
     if command_wrote(name, reply, condition, before_exists) then
+      local events = new_events()
+      local unindexed = {}
       for index, key in ipairs(keys) do
         local lists = lists_by_key[index]
         if lists then
-          push_event(key, 'set', lists)
-          -- A deadline already in the past (SET ... PXAT <past>): Redis drops the key at once.
-          if sync_index(key, indexed[index], true) == -2 then push_event(key, 'expired', lists) end
+          add_event(events, key, 'set', lists)
+          if name == 'mset' or name == 'msetnx' then
+            -- They leave the key without a TTL.
+            if indexed[index] then unindexed[#unindexed + 1] = key end
+          elseif sync_index(key, indexed[index] or false, true) == -2 then
+            -- A deadline already in the past (SET ... PXAT <past>): Redis drops the key at once.
+            add_event(events, key, 'expired', lists)
+          end
         end
       end
+      pcall_in_slices('ZREM', EXPIRY, unindexed, 1)
+      push_events(events)
     end
   elseif not is_error(reply) then
     if name == 'move' then
@@ -347,9 +655,16 @@ local function notifylist_write(keys, argv)
       end
     elseif name == 'copy' and copy_target_db(args) then
       if reply == 1 then index_in_other_db(copy_target_db(args), keys[2], argv, before) end
+    elseif name == 'del' or name == 'unlink' then
+      -- Whatever they found is gone now: its entry goes, without an event.
+      local unindexed = {}
+      for index, key in ipairs(keys) do
+        if indexed[index] then unindexed[#unindexed + 1] = key end
+      end
+      pcall_in_slices('ZREM', EXPIRY, unindexed, 1)
     else
       for index, key in ipairs(keys) do
-        if lists_by_key[index] then sync_index(key) end
+        if lists_by_key[index] then sync_index(key, indexed[index] or false) end
       end
     end
   end
@@ -380,6 +695,7 @@ local function notifylist_flush(_, argv)
       if db >= 0 then redis.call('SELECT', db) end
       local restored = pcall_in_slices('HSET', REGISTRY, fields, 1)
       if is_error(restored) then return restored end
+      ensure_targets()
     end
   end
   return reply
@@ -392,6 +708,17 @@ local function notifylist_swapdb(_, argv)
   local reply = redis.pcall(unpack(argv))
   if not is_error(reply) then redis.call('PUBLISH', CHANGES, 'reload') end
   return reply
+end
+
+-- Event lists of this database that hold another type (their keys' expirations are held back).
+local function blocked_targets()
+  local fields = redis.call('HGETALL', TARGETS)
+  local count = 0
+  for i = 1, #fields, 2 do
+    local kind = redis.call('TYPE', fields[i])['ok']
+    if kind ~= 'none' and kind ~= 'list' then count = count + 1 end
+  end
+  return count
 end
 
 -- FCALL notifylist_info 0 <databases> <n> <n proxy state lines> <the client's arguments...>
@@ -414,25 +741,66 @@ local function notifylist_info(_, argv)
     end
     if registrations > 0 or indexed > 0 or events > 0 then
       local overdue = redis.call('ZCOUNT', EXPIRY, '-inf', '(' .. now)
-      lines[#lines + 1] = string.format('db%d:registrations=%d,indexed=%d,overdue=%d,events=%d',
-        db, registrations, indexed, overdue, events)
+      lines[#lines + 1] = string.format('db%d:registrations=%d,indexed=%d,overdue=%d,events=%d,blocked=%d',
+        db, registrations, indexed, overdue, events, blocked_targets())
     end
   end
   return table.concat(lines, '\r\n') .. '\r\n'
 end
 
--- FCALL notifylist_expired <numkeys> <keys...> <candidates...>
--- Reports keys whose indexed deadline has passed (from the keyevent subscription or the reaper).
+-- FCALL notifylist_expired <numkeys> <keys...> <candidates...> [expired]
+-- Reports keys whose indexed deadline has passed (from the keyevent subscription, which passes
+-- `expired`: Redis published `expired` for these keys, or from the reaper). A key whose event list
+-- holds another type is held back (its entry stays, untouched) until the list is fixed; the other
+-- keys are reported. Returns { events pushed, entries left unchanged (held back or not yet due on
+-- Redis's clock), then per event list held back: its name and the type it holds }.
 local function notifylist_expired(keys, argv)
-  local lists_by_key = verified_lists(argv, 1)
-  local refused = check_targets(keys, lists_by_key)
+  local lists_by_key, after = verified_lists(argv, 1, #keys)
+  local expired_by_redis = argv[after] == 'expired'
+  local refused = check_registry_read()
   if refused then return refused end
-  local now = now_ms()
-  local pushed = 0
-  for index, key in ipairs(keys) do
-    pushed = pushed + settle(key, lists_by_key[index] or {}, now)
+  drop_targets(keys, lists_by_key)
+  if next(lists_by_key) ~= nil then
+    refused = check_internal_access()
+    if refused then return refused end
   end
-  return pushed
+  local held, blocked = {}, {}
+  for _, lists in pairs(lists_by_key) do
+    for _, list in ipairs(lists) do
+      if held[list] == nil then
+        local problem = list_problem(list)
+        if type(problem) == 'table' then return problem end
+        held[list] = problem or false
+        if problem then
+          blocked[#blocked + 1] = list
+          blocked[#blocked + 1] = problem
+        end
+      end
+    end
+  end
+  for _, key in ipairs(keys) do
+    refused = check_key_reads(key)
+    if refused then return refused end
+  end
+  local now = now_ms()
+  local pushed, unchanged = 0, 0
+  for index, key in ipairs(keys) do
+    local lists = lists_by_key[index] or {}
+    local hold = false
+    for _, list in ipairs(lists) do
+      if held[list] then hold = true end
+    end
+    if hold then
+      if redis.call('ZSCORE', EXPIRY, key) then unchanged = unchanged + 1 end
+    else
+      local events, _, same = settle(key, lists, now, nil, expired_by_redis)
+      pushed = pushed + events
+      if same then unchanged = unchanged + 1 end
+    end
+  end
+  local reply = { pushed, unchanged }
+  for _, item in ipairs(blocked) do reply[#reply + 1] = item end
+  return reply
 end
 
 -- FCALL notifylist_backfill 0 <count>: bounded SCAN steps of pending backfills: index the keys
@@ -441,6 +809,7 @@ end
 -- reading them all, and a small database lets one call finish many patterns. Returns the number
 -- of backfills still pending.
 local function notifylist_backfill(_, argv)
+  ensure_targets()
   local count = tonumber(argv[1])
   local budget = 4 * count
   local per_scan = math.min(redis.call('DBSIZE'), count) + 1
@@ -456,7 +825,7 @@ local function notifylist_backfill(_, argv)
       local step = redis.call('SCAN', cursor, 'MATCH', pattern, 'COUNT', count)
       budget = budget - per_scan
       for _, key in ipairs(step[2]) do
-        if not starts_with(key, PREFIX) then
+        if not starts_with(key, PREFIX) and not redis.call('HGET', TARGETS, key) then
           local deadline = redis.call('PEXPIRETIME', key)
           if deadline > 0 and redis.call('ZADD', EXPIRY, 'NX', deadline, key) == 1 then
             if not earliest or deadline < earliest then earliest = deadline end
@@ -485,6 +854,7 @@ local function notifylist_set(_, argv)
   if not redis.acl_check_cmd('hset', REGISTRY, pattern, list) then
     return no_permission('write ' .. REGISTRY)
   end
+  track_target(pattern, list)
   redis.call('HSET', REGISTRY, pattern, list)
   -- Keys that already match and already have a TTL get indexed in the background.
   redis.call('HSET', BACKFILL, pattern, '0')
@@ -498,6 +868,7 @@ local function notifylist_del(_, argv)
   if not redis.acl_check_cmd('hdel', REGISTRY, argv[1]) then
     return no_permission('write ' .. REGISTRY)
   end
+  track_target(argv[1], nil)
   local removed = redis.call('HDEL', REGISTRY, argv[1])
   redis.call('HDEL', BACKFILL, argv[1])
   if removed == 1 then redis.call('PUBLISH', CHANGES, 'del ' .. argv[1]) end

@@ -13,7 +13,14 @@ interface WriteCommand {
   keyPositions(argc: number): number[];
   /** Redis refuses it above maxmemory (command flag denyoom); the function must match. */
   denyoom?: boolean;
+  /** With more than KEYS_IN_ARGS_ABOVE keys, the library reads the keys from the command itself
+   * (MSET, DEL, ...) instead of FCALL's KEYS: a large call does not pay for each key twice. */
+  keysInArgs?: boolean;
 }
+
+/** Below this, keys are declared as FCALL KEYS, so that Redis checks the client's key permissions
+ * exactly as for the plain command (also when queued in MULTI). */
+const KEYS_IN_ARGS_ABOVE = 1000;
 
 const FIRST_KEY = (): number[] => [1];
 const EVERY_OTHER_KEY = (argc: number): number[] => {
@@ -38,8 +45,8 @@ const WRITE_COMMANDS = new Map<string, WriteCommand>([
   ['setex', { accepts: exactly(4), keyPositions: FIRST_KEY, denyoom: true }],
   ['psetex', { accepts: exactly(4), keyPositions: FIRST_KEY, denyoom: true }],
   ['getset', { accepts: exactly(3), keyPositions: FIRST_KEY, denyoom: true }],
-  ['mset', { accepts: keyValuePairs, keyPositions: EVERY_OTHER_KEY, denyoom: true }],
-  ['msetnx', { accepts: keyValuePairs, keyPositions: EVERY_OTHER_KEY, denyoom: true }],
+  ['mset', { accepts: keyValuePairs, keyPositions: EVERY_OTHER_KEY, denyoom: true, keysInArgs: true }],
+  ['msetnx', { accepts: keyValuePairs, keyPositions: EVERY_OTHER_KEY, denyoom: true, keysInArgs: true }],
   ['expire', { accepts: atLeast(3), keyPositions: FIRST_KEY }],
   ['pexpire', { accepts: atLeast(3), keyPositions: FIRST_KEY }],
   ['expireat', { accepts: atLeast(3), keyPositions: FIRST_KEY }],
@@ -47,8 +54,8 @@ const WRITE_COMMANDS = new Map<string, WriteCommand>([
   ['persist', { accepts: exactly(2), keyPositions: FIRST_KEY }],
   ['getex', { accepts: atLeast(2), keyPositions: FIRST_KEY }],
   ['getdel', { accepts: exactly(2), keyPositions: FIRST_KEY }],
-  ['del', { accepts: atLeast(2), keyPositions: ALL_KEYS }],
-  ['unlink', { accepts: atLeast(2), keyPositions: ALL_KEYS }],
+  ['del', { accepts: atLeast(2), keyPositions: ALL_KEYS, keysInArgs: true }],
+  ['unlink', { accepts: atLeast(2), keyPositions: ALL_KEYS, keysInArgs: true }],
   ['rename', { accepts: exactly(3), keyPositions: () => [1, 2] }],
   ['renamenx', { accepts: exactly(3), keyPositions: () => [1, 2] }],
   ['copy', { accepts: atLeast(3), keyPositions: () => [1, 2], denyoom: true }],
@@ -91,6 +98,13 @@ export interface SessionState {
   registry: PatternIndex;
   /** The client has sent AUTH (or HELLO ... AUTH) since it connected or RESET. */
   authAttempted: boolean;
+}
+
+interface CandidateRun {
+  first: number;
+  last: number;
+  pattern: string;
+  list: string;
 }
 
 /** `hold`: the replacement may go to Redis only once this resolves (the session waits, in order). */
@@ -165,18 +179,31 @@ export class Rewriter {
     if (nothingRegistered(candidates)) return FORWARD;
     if (!command.accepts(frame.argc)) return FORWARD;
     const keys: string[] = [];
-    const triples: string[] = [];
+    // Candidates as (key index, pattern, list); consecutive keys with the same candidate share one
+    // run, sent as the index range `first-last` (a large MSET sends a few triples, not one per key).
+    const runs: CandidateRun[] = [];
+    const open = new Map<string, Map<string, CandidateRun>>();
+    let keyIndex = 0;
+    const visit = (pattern: string, list: string): void => {
+      let byList = open.get(pattern);
+      if (byList === undefined) open.set(pattern, (byList = new Map()));
+      const run = byList.get(list);
+      if (run !== undefined && run.last >= keyIndex - 1) {
+        run.last = keyIndex;
+        return;
+      }
+      const fresh = { first: keyIndex, last: keyIndex, pattern, list };
+      byList.set(list, fresh);
+      runs.push(fresh);
+    };
     for (const position of command.keyPositions(frame.argc)) {
       const key = frame.argLatin1(position);
       keys.push(key);
+      keyIndex = keys.length;
       if (key.startsWith(this.internalPrefix)) continue; // internal keys never match patterns
-      const keyIndex = String(keys.length);
-      const visit = (pattern: string, list: string): void => {
-        triples.push(keyIndex, pattern, list);
-      };
       if (candidates.registry.hasAny(key)) candidates.registry.match(key, visit);
     }
-    if (triples.length === 0) return FORWARD;
+    if (runs.length === 0) return FORWARD;
     // Redis refuses an unauthenticated client's write with NOAUTH; unchanged, it still does. (A
     // rewritten one would instead hit Redis's "unauthenticated multibulk length" limit of 10 and
     // be closed.) The belief is checked again when it decides a write's fate (see recheckAuth).
@@ -184,8 +211,10 @@ export class Rewriter {
       this.control.recheckAuth();
       return FORWARD;
     }
+    const triples: string[] = [];
+    for (const run of runs) triples.push(run.first === run.last ? String(run.first) : `${run.first}-${run.last}`, run.pattern, run.list);
     const fn = command.denyoom ? 'notifylist_write' : 'notifylist_write_allow_oom';
-    return { kind: 'replace', bytes: fcall(fn, keys, [String(triples.length / 3), ...triples], frame, 0) };
+    return { kind: 'replace', bytes: fcall(fn, command.keysInArgs && keys.length > KEYS_IN_ARGS_ABOVE ? [] : keys, [String(triples.length / 3), ...triples], frame, 0) };
   }
 }
 
