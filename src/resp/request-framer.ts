@@ -425,6 +425,10 @@ export class RequestFramer {
   /** How many bytes of chunk[cpos..clen) belong to the spanning frame's next step. */
   private wanted(chunk: Buffer, cpos: number, clen: number): number {
     const avail = clen - cpos;
+    // Inside a multibulk with more arguments after the current one, feed the rest of the chunk at
+    // once (parse gives back what lies past the frame's end), not one piece per argument: a large
+    // MSET spanning many chunks would otherwise cost a copy and a parse call per argument.
+    if ((this.state === ST_MB_DATA || this.state === ST_MB_HEADER) && this.itemsLeft > 1) return avail;
     switch (this.state) {
       case ST_MB_DATA: {
         const need = this.dataStart + this.bulkLen + 2 - this.accLen;
