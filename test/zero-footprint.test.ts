@@ -75,6 +75,32 @@ describe('zero footprint while nothing is registered', () => {
     expect(proxy.controlPlane.isActive).toBe(false);
   }, 20_000);
 
+  it('while idle, FUNCTION FLUSH through the proxy is not answered by a reload; the next registration loads the library again', async () => {
+    const proxy = await startTestProxy(redis);
+    proxies.push(proxy);
+    const client = new Redis(proxy.port);
+    try {
+      expect(await client.call('NOTIFYLIST.LIST')).toEqual([]); // loads the library
+      expect(await client.call('FUNCTION', 'FLUSH')).toBe('OK');
+      await sleep(300);
+      expect(await direct.call('FUNCTION', 'LIST')).toEqual([]);
+      expect(await client.call('NOTIFYLIST.SET', 'ff:*', 'ff_events')).toBe('OK');
+      await client.set('ff:1', 'v');
+      expect(await direct.lrange('ff_events', 0, -1)).toEqual(['{"key":"ff:1","op":"set"}']);
+      expect(await client.call('NOTIFYLIST.DEL', 'ff:*')).toBe(1);
+      await waitFor(async () => proxy.controlPlane.isActive, (active) => !active, 3000);
+      // Idle again; the library is flushed directly on Redis this time.
+      await direct.call('FUNCTION', 'FLUSH');
+      expect(await client.call('NOTIFYLIST.SET', 'ff:*', 'ff_events')).toBe('OK');
+      await client.set('ff:2', 'v');
+      expect(await direct.lrange('ff_events', 0, -1)).toEqual(['{"key":"ff:1","op":"set"}', '{"key":"ff:2","op":"set"}']);
+      expect(await client.call('NOTIFYLIST.DEL', 'ff:*')).toBe(1);
+      await client.del('ff_events');
+    } finally {
+      client.disconnect();
+    }
+  });
+
   it('the first registration through one proxy makes every proxy active; keyevent channels only for its database; idle again after DEL', async () => {
     const [a, b] = [await startTestProxy(redis), await startTestProxy(redis)];
     proxies.push(a, b);

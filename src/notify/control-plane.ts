@@ -160,15 +160,17 @@ export class ControlPlane implements ControlHooks {
   }
 
   libraryMayBeGone(): void {
+    this.forgetLibrary();
     // Idle: the library is loaded again when next needed.
     if (!this.active && !this.activating && this.registry.empty) return;
-    this.forgetLibrary();
     // The command is still on its way to Redis: look shortly after it, and once more later.
     for (const delay of [5, 100]) setTimeout(() => void this.ensureLibrary().catch(() => undefined), delay).unref();
   }
 
   /** For NOTIFYLIST.* commands: resolves once the library is loaded (errors: the FCALL reports them). */
   libraryLoaded(): Promise<void> {
+    // Idle: nothing watches the library, so it may have been flushed since we last looked.
+    if (!this.active) this.forgetLibrary();
     return this.ensureLibrary().catch((error: Error) => this.log(`cannot load the function library: ${error.message}`));
   }
 
@@ -178,6 +180,7 @@ export class ControlPlane implements ControlHooks {
    * then may the registration go to Redis. Registrations of the same tick share one announcement.
    */
   announceRegistration(registration: Registration): Promise<void> {
+    if (!this.active) this.forgetLibrary(); // as in libraryLoaded
     if (!this.libraryReady) this.loadingForAnnouncement = true;
     this.registry.announce([registration]);
     this.announcing.push(registration);

@@ -2,6 +2,7 @@
 // and process memory readings, for robustness tests.
 import { readFileSync } from 'node:fs';
 import { connect } from 'node:net';
+import { keepLastReplies } from '../../src/proxy/last-replies.js';
 
 export interface Conversation {
   /** Every byte received. */
@@ -46,10 +47,14 @@ export function converse(port: number, chunks: Array<Buffer | string>, options: 
       idleTimer = setTimeout(() => finish(false), idleMs);
     };
     const hardTimer = setTimeout(() => finish(false), timeoutMs);
-    socket.on('data', (chunk: Buffer) => {
+    const onData = (chunk: Buffer): void => {
       received.push(chunk);
       armIdle();
-    });
+    };
+    socket.on('data', onData);
+    // Like a C client (redis-cli, Redis's own tests), read what the peer sent before it reset a
+    // connection we kept writing to: Redis's protocol error reply, directly and through the proxy.
+    keepLastReplies(socket, onData);
     socket.on('end', () => {
       ended = true;
     });
