@@ -12,6 +12,7 @@
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { DEFAULTS } from '../dist/config.js';
+import { RELOAD_MESSAGE } from '../dist/notify/changes.js';
 import { internalNames } from '../dist/notify/names.js';
 import {
   BENCH_DIR, ROOT, cleanup, cli, machineInfo, makeTempDir, median, redisBenchmark, sleep,
@@ -92,12 +93,12 @@ async function main() {
   for (let i = 0; i < 10; i++) registryArgs.push(`*:never${i}:[ab]?`, 'other_events');
   const registerMany = async () => {
     await cli(redis.port, 'HSET', NAMES.registry, ...registryArgs);
-    await cli(redis.port, 'PUBLISH', NAMES.changes, 'reload');
+    await cli(redis.port, 'PUBLISH', NAMES.changes, RELOAD_MESSAGE);
     await sleep(500);
   };
   const unregisterMany = async () => {
     await cli(redis.port, 'DEL', NAMES.registry);
-    await cli(redis.port, 'PUBLISH', NAMES.changes, 'reload');
+    await cli(redis.port, 'PUBLISH', NAMES.changes, RELOAD_MESSAGE);
     await sleep(500);
   };
 

@@ -41,6 +41,9 @@ function decodeRegistrations(text: string, from: number): Registration[] | null 
   return registrations;
 }
 
+/** Every proxy reloads every database's registry (also what the library sends after SWAPDB). */
+export const RELOAD_MESSAGE = 'reload';
+
 export function announceMessage(nonce: string, registrations: Registration[]): string {
   return `announce ${nonce} ${encodeRegistrations(registrations)}`;
 }

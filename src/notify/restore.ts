@@ -3,6 +3,7 @@
 // every start of the server: registrations that vanish without a run_id change were removed on
 // purpose (FLUSHALL / DEL sent to Redis directly) and stay removed.
 import type { Redis } from 'ioredis';
+import { RELOAD_MESSAGE } from './changes.js';
 import type { InternalNames } from './names.js';
 import { binary, inDatabase } from './redis-control.js';
 import type { RegistrySnapshot } from './registry.js';
@@ -33,7 +34,7 @@ export async function restoreAfterRestart(control: Redis, known: RegistrySnapsho
     pipeline.select(db).callBuffer('HSET', registry, ...fields);
     count += fields.length / 2;
   }
-  pipeline.select(0).publish(names.changes, 'reload');
+  pipeline.select(0).publish(names.changes, RELOAD_MESSAGE);
   for (const [error] of (await pipeline.exec()) ?? []) if (error) throw error;
   log(`Redis restarted without the registrations: restored ${count} registration(s) in database(s) ${databases.join(', ')}`);
   return true;
