@@ -16,7 +16,7 @@ import type { ControlHooks } from '../proxy/rewrite.js';
 import { ackMessage, announceMessage, parseChange, type ChangeMessage, type Registration } from './changes.js';
 import { ExpiryReporter, Reaper } from './expiry.js';
 import { EXPIRED_CHANNEL, expiredChannel, internalNames, type InternalNames } from './names.js';
-import { binary, createControlClient, parseRedisVersion, probeAuthRequired, withExpiredEvents } from './redis-control.js';
+import { binary, createControlClient, databaseCount, inEveryDatabase, parseRedisVersion, probeAuthRequired, withExpiredEvents } from './redis-control.js';
 import { Registry, type RegistrySnapshot } from './registry.js';
 
 /** Start-up failures worth one clear line and exit code 1. */
@@ -242,8 +242,7 @@ export class ControlPlane implements ControlHooks {
         `Redis at ${this.upstreamName} is version ${version?.join('.') ?? 'unknown'}; notifylist-proxy needs Redis 7.0 or newer (functions)`,
       );
     }
-    const databases = (await this.control.config('GET', 'databases').catch(() => [])) as string[];
-    if (databases.length === 2) this.databaseCount = Number(databases[1]);
+    this.databaseCount = await databaseCount(this.control);
     await this.probeAuth();
 
     this.subscriber.on('messageBuffer', (channel: Buffer, message: Buffer) => this.onMessage(channel, message));
@@ -359,27 +358,19 @@ export class ControlPlane implements ControlHooks {
    */
   private async maintain(): Promise<void> {
     try {
-      const pipeline = this.control.pipeline();
-      pipeline.call('FCALL_RO', 'notifylist_version', 0);
-      for (let db = 0; db < this.databaseCount; db++) {
-        pipeline.select(db).hlen(this.names.registry).zcard(this.names.expiry);
-      }
-      pipeline.select(0);
-      const results = (await pipeline.exec()) ?? [];
-      const [versionError, version] = results[0];
-      if (versionError || Number(version) !== LIBRARY_VERSION) {
-        this.forgetLibrary();
-        await this.ensureLibrary().catch((error: Error) => this.log(`cannot load the function library: ${error.message}`));
-      }
+      this.forgetLibrary();
+      await this.ensureLibrary().catch((error: Error) => this.log(`cannot load the function library: ${error.message}`));
+      const results = await inEveryDatabase(this.control, this.databaseCount, [
+        ['HLEN', this.names.registry],
+        ['ZCARD', this.names.expiry],
+      ]);
       const counts = this.registry.countsByDb();
       let differs = false;
       const indexed: number[] = [];
-      for (let db = 0; db < this.databaseCount; db++) {
-        const [, registrations] = results[2 + 3 * db];
-        const [, entries] = results[3 + 3 * db];
+      results.forEach(([registrations, entries], db) => {
         if (Number(registrations) !== (counts.get(db) ?? 0)) differs = true;
         if (Number(entries) > 0) indexed.push(db);
-      }
+      });
       this.setIndexedDbs(indexed);
       this.registry.expireAnnouncements();
       if (differs) await this.loadAll(false);
@@ -591,25 +582,20 @@ export class ControlPlane implements ControlHooks {
   }
 
   private async readRegistries(): Promise<{ snapshot: RegistrySnapshot; indexed: number[] }> {
-    const pipeline = this.control.pipeline();
-    for (let db = 0; db < this.databaseCount; db++) {
-      pipeline.select(db).callBuffer('HGETALL', this.names.registry).zcard(this.names.expiry);
-    }
-    pipeline.select(0);
-    const results = (await pipeline.exec()) ?? [];
+    const results = await inEveryDatabase(this.control, this.databaseCount, [
+      ['HGETALL', this.names.registry],
+      ['ZCARD', this.names.expiry],
+    ]);
     const snapshot: RegistrySnapshot = new Map();
     const indexed: number[] = [];
-    for (let db = 0; db < this.databaseCount; db++) {
-      const [registryError, fields] = results[3 * db + 1] as [Error | null, Buffer[]];
-      const [indexError, entries] = results[3 * db + 2] as [Error | null, number];
-      if (registryError) throw registryError;
-      if (indexError) throw indexError;
+    results.forEach(([reply, entries], db) => {
+      const fields = reply as Buffer[];
       if (Number(entries) > 0) indexed.push(db);
-      if (fields.length === 0) continue;
+      if (fields.length === 0) return;
       const patterns = new Map<string, string>();
       for (let i = 0; i < fields.length; i += 2) patterns.set(fields[i].toString('latin1'), fields[i + 1].toString('latin1'));
       snapshot.set(db, patterns);
-    }
+    });
     return { snapshot, indexed };
   }
 
@@ -630,20 +616,15 @@ export class ControlPlane implements ControlHooks {
         const batch = [...this.lookups].slice(0, LOOKUP_BATCH);
         for (const pattern of batch) this.lookups.delete(pattern);
         try {
-          const pipeline = this.control.pipeline();
-          for (let db = 0; db < this.databaseCount; db++) {
-            pipeline.select(db).callBuffer('HMGET', this.names.registry, ...batch.map(binary));
-          }
-          pipeline.select(0);
-          const results = (await pipeline.exec()) ?? [];
+          const results = await inEveryDatabase(this.control, this.databaseCount, [
+            ['HMGET', this.names.registry, ...batch.map(binary)],
+          ]);
           const found = batch.map(() => new Map<number, string>());
-          for (let db = 0; db < this.databaseCount; db++) {
-            const [error, lists] = results[2 * db + 1] as [Error | null, Array<Buffer | null>];
-            if (error) throw error;
-            lists.forEach((list, i) => {
+          results.forEach(([lists], db) => {
+            (lists as Array<Buffer | null>).forEach((list, i) => {
               if (list !== null) found[i].set(db, list.toString('latin1'));
             });
-          }
+          });
           batch.forEach((pattern, i) => this.registry.replacePattern(pattern, found[i]));
         } catch (error) {
           this.log(`registry lookup failed (${(error as Error).message}); reloading`);

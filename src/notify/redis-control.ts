@@ -27,41 +27,50 @@ export function createControlClient(upstream: UpstreamAddress, name: string, ret
   return new Redis(options);
 }
 
+/** A command and its arguments, sent binary-safe (callBuffer). */
+export type ControlCommand = [string, ...(string | Buffer | number)[]];
+
+/** The replies of a pipeline, or its first error. */
+function repliesOf(results: Array<[Error | null, unknown]>): unknown[] {
+  return results.map(([error, reply]) => {
+    if (error) throw error;
+    return reply;
+  });
+}
+
 /**
  * Runs commands in one database on a shared connection. SELECT and the commands go out in one
  * pipeline, so nothing else interleaves on the connection between them.
  */
-export async function inDatabase(
-  redis: Redis,
-  db: number,
-  commands: Array<[string, ...(string | Buffer | number)[]]>,
-): Promise<unknown[]> {
+export async function inDatabase(redis: Redis, db: number, commands: ControlCommand[]): Promise<unknown[]> {
   const pipeline = redis.pipeline();
   pipeline.select(db);
-  for (const [command, ...args] of commands) pipeline.callBuffer(command, ...args);
-  const results = (await pipeline.exec()) ?? [];
-  const replies: unknown[] = [];
-  for (const [error, reply] of results.slice(1)) {
-    if (error) throw error;
-    replies.push(reply);
-  }
-  return replies;
+  for (const command of commands) pipeline.callBuffer(...command);
+  const results = ((await pipeline.exec()) ?? []) as Array<[Error | null, unknown]>;
+  return repliesOf(results.slice(1));
 }
 
 /**
- * Runs one command in every database 0..count-1 in one pipeline (SELECT before each); returns
- * each database's [error, reply]. Leaves the connection in database 0.
+ * Runs the same commands in every database 0..count-1 in one pipeline (SELECT before each
+ * database's); returns each database's replies, or throws the first error. Leaves the connection
+ * in database 0.
  */
-export async function inEveryDatabase(
-  redis: Redis,
-  count: number,
-  command: [string, ...(string | Buffer | number)[]],
-): Promise<Array<[Error | null, unknown]>> {
+export async function inEveryDatabase(redis: Redis, count: number, commands: ControlCommand[]): Promise<unknown[][]> {
   const pipeline = redis.pipeline();
-  for (let db = 0; db < count; db++) pipeline.select(db).callBuffer(...command);
+  for (let db = 0; db < count; db++) {
+    pipeline.select(db);
+    for (const command of commands) pipeline.callBuffer(...command);
+  }
   pipeline.select(0);
-  const results = (await pipeline.exec()) ?? [];
-  return Array.from({ length: count }, (_, db) => results[2 * db + 1] as [Error | null, unknown]);
+  const results = ((await pipeline.exec()) ?? []) as Array<[Error | null, unknown]>;
+  const stride = commands.length + 1;
+  return Array.from({ length: count }, (_, db) => repliesOf(results.slice(db * stride + 1, (db + 1) * stride)));
+}
+
+/** Redis's number of databases (CONFIG GET databases), or its default 16 if it may not be read. */
+export async function databaseCount(redis: Redis): Promise<number> {
+  const reply = (await redis.config('GET', 'databases').catch(() => [])) as string[];
+  return reply.length === 2 ? Number(reply[1]) : 16;
 }
 
 /** notify-keyspace-events with keyevent (E) and expired (x) added, nothing removed. */

@@ -4,7 +4,7 @@
 import type { Redis } from 'ioredis';
 import type { ProxyConfig } from '../config.js';
 import { escapeGlob } from '../notify/control-permissions.js';
-import { createControlClient, inDatabase } from '../notify/redis-control.js';
+import { binary, createControlClient, databaseCount, inDatabase } from '../notify/redis-control.js';
 
 const SCAN_COUNT = 1000;
 const UNLINK_BATCH = 500;
@@ -53,21 +53,21 @@ async function removeAll(redis: Redis, prefix: string, print: (line: string) => 
   );
   print(deleted ? `removed function library ${LIBRARY}` : `no function library ${LIBRARY}`);
 
-  const configured = (await redis.config('GET', 'databases').catch(() => [])) as string[];
-  const databases = configured.length === 2 ? Number(configured[1]) : 16;
+  const databases = await databaseCount(redis);
   const match = `${escapeGlob(prefix)}*`;
   let total = 0;
   for (let db = 0; db < databases; db++) {
-    const removed: string[] = [];
+    // SCAN may return a key twice; UNLINK of a missing key is harmless, the count is not.
+    const found = new Set<string>();
     let cursor = '0';
     do {
       const [reply] = (await inDatabase(redis, db, [['SCAN', cursor, 'MATCH', match, 'COUNT', SCAN_COUNT]])) as [[Buffer, Buffer[]]];
       cursor = reply[0].toString();
-      // SCAN may return a key twice; UNLINK of a missing key is harmless, the count is not.
-      for (const key of reply[1]) if (!removed.includes(key.toString('latin1'))) removed.push(key.toString('latin1'));
+      for (const key of reply[1]) found.add(key.toString('latin1'));
     } while (cursor !== '0');
+    const removed = [...found];
     for (let i = 0; i < removed.length; i += UNLINK_BATCH) {
-      const batch = removed.slice(i, i + UNLINK_BATCH).map((key) => Buffer.from(key, 'latin1'));
+      const batch = removed.slice(i, i + UNLINK_BATCH).map(binary);
       await inDatabase(redis, db, [['UNLINK', ...batch]]);
     }
     if (removed.length > 0) {
