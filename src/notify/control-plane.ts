@@ -136,7 +136,7 @@ export class ControlPlane implements ControlHooks {
    * AUTH_PROBE_MAX_AGE_MS, on a new unauthenticated connection (the only way to ask).
    */
   recheckAuth(): void {
-    if (Date.now() - this.authProbedAt > AUTH_PROBE_MAX_AGE_MS) void this.probeAuth();
+    void this.probeAuthIfStale();
   }
 
   registryIsCurrent(): boolean {
@@ -321,12 +321,12 @@ export class ControlPlane implements ControlHooks {
     void this.syncKeyeventSubscriptions();
   }
 
-  /** Library, notification flags, clock, auth probe. */
+  /** Library, notification flags, clock, auth probe (unless one was just made, as at start). */
   private async prepareActive(): Promise<void> {
     await this.ensureLibrary();
     await this.ensureExpiredEvents();
     await this.reaper.measureClock();
-    await this.probeAuth();
+    await this.probeAuthIfStale();
   }
 
   /** After the registry view changed: become active or idle, follow the right keyevent channels. */
@@ -425,6 +425,10 @@ export class ControlPlane implements ControlHooks {
     } catch (error) {
       this.log(`cannot enable expired notifications (${(error as Error).message}); relying on the reaper alone`);
     }
+  }
+
+  private async probeAuthIfStale(): Promise<void> {
+    if (Date.now() - this.authProbedAt > AUTH_PROBE_MAX_AGE_MS) await this.probeAuth();
   }
 
   private async probeAuth(): Promise<void> {
