@@ -317,14 +317,19 @@ local function check_key_reads(key)
   return nil
 end
 
+-- The type an event list holds if it is not a list (nil: a list, or no key yet).
+local function other_type(list)
+  local kind = redis.call('TYPE', list)['ok']
+  if kind ~= 'none' and kind ~= 'list' then return kind end
+  return nil
+end
+
 -- An event list's type: nil if it can take events, else the type it holds (or a NOPERM error).
 local function list_problem(list)
   if not redis.acl_check_cmd('type', list) or not redis.acl_check_cmd('rpush', list, 'x') then
     return no_permission('RPUSH to the event list ' .. list)
   end
-  local kind = redis.call('TYPE', list)['ok']
-  if kind ~= 'none' and kind ~= 'list' then return kind end
-  return nil
+  return other_type(list)
 end
 
 -- Writes whose events the library knows (REDIS-FACTS.md): each fires `set` per written key.
@@ -715,8 +720,7 @@ local function blocked_targets()
   local fields = redis.call('HGETALL', TARGETS)
   local count = 0
   for i = 1, #fields, 2 do
-    local kind = redis.call('TYPE', fields[i])['ok']
-    if kind ~= 'none' and kind ~= 'list' then count = count + 1 end
+    if other_type(fields[i]) then count = count + 1 end
   end
   return count
 end
