@@ -335,7 +335,7 @@ export class ControlPlane implements ControlHooks {
       await this.activate().catch((error: Error) => this.log(`cannot become active: ${error.message}`));
       await this.syncKeyeventSubscriptions();
       this.reaper.wake();
-    } else if (this.registry.announcedPatterns().length === 0) {
+    } else if (!this.registry.hasAnnouncements) {
       this.deactivate();
     }
   }

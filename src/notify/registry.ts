@@ -73,9 +73,9 @@ export class Registry {
     }
   }
 
-  /** Patterns with announced registrations not seen in Redis yet. */
-  announcedPatterns(): string[] {
-    return [...this.announced.keys()];
+  /** Some registration was announced and not seen in Redis yet. */
+  get hasAnnouncements(): boolean {
+    return this.announced.size > 0;
   }
 
   /** Databases that have at least one registration. */
