@@ -316,6 +316,25 @@ describe('every event is valid JSON whatever the key bytes', () => {
     );
   });
 
+  it('a large MSET gives, per key and list, the very bytes one SET per key gives (keys needing escapes or key64 among plain ones)', async () => {
+    await client.call('NOTIFYLIST.SET', 'u:*', 'ulist');
+    await client.call('NOTIFYLIST.SET', 'u:a*', 'alist');
+    const odd = ['u:"q', 'u:a\\', 'u:a\n', 'u:\xe9', 'u:a\xc3\xa9', 'u:\x7f', 'u:a\xff\x00'].map((s) => Buffer.from(s, 'latin1'));
+    const keys: Buffer[] = [];
+    for (let i = 0; i < 3000; i++) keys.push(i % 500 === 7 ? odd[(i / 500) | 0] : Buffer.from(`u:${i % 2 ? 'a' : 'b'}${i}`));
+    for (const key of keys) await client.set(key, 'v');
+    const [oneByOne, oneByOneA] = [await direct.lrangeBuffer('ulist', 0, -1), await direct.lrangeBuffer('alist', 0, -1)];
+    await direct.del('ulist', 'alist');
+    expect(await client.mset(keys.flatMap((key) => [key, 'v']))).toBe('OK');
+    expect(await direct.lrangeBuffer('ulist', 0, -1)).toEqual(oneByOne);
+    expect(await direct.lrangeBuffer('alist', 0, -1)).toEqual(oneByOneA);
+    // All plain: the same bytes again.
+    const plain = keys.filter((key) => !odd.includes(key));
+    await direct.del('ulist');
+    expect(await client.mset(plain.flatMap((key) => [key, 'v']))).toBe('OK');
+    expect(await direct.lrange('ulist', 0, -1)).toEqual(plain.map((key) => `{"key":"${key.toString()}","op":"set"}`));
+  });
+
   it('U+FFFD replaces each byte that is not part of valid UTF-8', async () => {
     await client.call('NOTIFYLIST.SET', 'u:*', 'ulist');
     await client.set(Buffer.from('u:a\xe9b\xe2\x82c\xc3\xa9', 'latin1'), 'v');

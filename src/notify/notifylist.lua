@@ -110,13 +110,30 @@ local function base64(s)
   return table.concat(out)
 end
 
+-- Bytes of a key that its event cannot carry as they are: JSON escapes and non-ASCII.
+local NOT_PLAIN = '[%c"\\\128-\255]'
+-- A text without any of them (anchored: one pass over the text).
+local ALL_PLAIN = '^[^%c"\\\128-\255]*$'
+
+-- '","op":"<event>"}' per event name, made once.
+local EVENT_SUFFIX = {}
+local function event_suffix(op)
+  local suffix = EVENT_SUFFIX[op]
+  if not suffix then
+    suffix = '","op":"' .. op .. '"}'
+    EVENT_SUFFIX[op] = suffix
+  end
+  return suffix
+end
+
 -- Every event is valid UTF-8 JSON. A key that is not valid UTF-8 also comes exactly, as base64
 -- in "key64"; valid UTF-8 keys give exactly {"key":"<key>","op":"<event>"}.
-local function event_text(key, op)
-  -- Most keys need neither escaping nor UTF-8 checks: one scan tells.
-  if not string.find(key, '[%c"\\\128-\255]') then return '{"key":"' .. key .. '","op":"' .. op .. '"}' end
+-- `plain`: the key is known to need neither escaping nor UTF-8 checks.
+local function event_text(key, op, plain)
+  -- Most keys need neither: one scan tells.
+  if plain or not string.find(key, NOT_PLAIN) then return '{"key":"' .. key .. event_suffix(op) end
   local text, valid = utf8_text(key)
-  if valid then return '{"key":"' .. json_escape(key) .. '","op":"' .. op .. '"}' end
+  if valid then return '{"key":"' .. json_escape(key) .. event_suffix(op) end
   return '{"key":"' .. json_escape(text) .. '","op":"' .. op .. '","key64":"' .. base64(key) .. '"}'
 end
 
@@ -138,6 +155,25 @@ local function verified_lists(argv, first, key_count)
   local current = {}
   local lists_by_key = {}
   local grown = {} -- lists table -> list -> that table with the list added
+  -- `lists` with `list` added: one shared table per combination.
+  local function with(lists, list)
+    local by_list = grown[lists]
+    if not by_list then
+      by_list = {}
+      grown[lists] = by_list
+    end
+    local more = by_list[list]
+    if not more then
+      more = { [list] = true }
+      for n, name in ipairs(lists) do
+        more[n] = name
+        more[name] = true
+      end
+      more[#more + 1] = list
+      by_list[list] = more
+    end
+    return more
+  end
   for i = 0, count - 1 do
     local base = first + 1 + 3 * i
     local indexes, pattern, list = argv[base], argv[base + 1], argv[base + 2]
@@ -153,25 +189,13 @@ local function verified_lists(argv, first, key_count)
         from = tonumber(from)
       end
       to = math.min(tonumber(to) or from, key_count)
+      local alone = with(NO_LISTS, list)
       for key_index = from, to do
-        local lists = lists_by_key[key_index] or NO_LISTS
-        if not lists[list] then
-          local by_list = grown[lists]
-          if not by_list then
-            by_list = {}
-            grown[lists] = by_list
-          end
-          local more = by_list[list]
-          if not more then
-            more = { [list] = true }
-            for n, name in ipairs(lists) do
-              more[n] = name
-              more[name] = true
-            end
-            more[#more + 1] = list
-            by_list[list] = more
-          end
-          lists_by_key[key_index] = more
+        local lists = lists_by_key[key_index]
+        if lists == nil then
+          lists_by_key[key_index] = alone -- the common case: the key's first list
+        elseif not lists[list] then
+          lists_by_key[key_index] = with(lists, list)
         end
       end
     end
@@ -378,25 +402,79 @@ local function check_targets(keys, lists_by_key, name)
 end
 
 -- Events of one function call, pushed with one RPUSH per list (per slice), in the order added.
--- `lists`: the lists in first-use order (array part) and each list's texts (list name -> array).
-local function new_events()
-  return { lists = {}, count = 0 }
+-- `lists`: the lists in first-use order (array part) and each list's texts (list name -> array
+-- with its count in `n`). `by_table`: per lists table (verified_lists shares one table among keys
+-- with the same lists), the text arrays of its lists, so that a large MSET appends each event
+-- with one lookup instead of one per list.
+-- `keys`: the keys of a large call, checked once (one pass over all of them together) for keys
+-- that need escaping or UTF-8 checks; if there are none, no key is scanned again.
+local function new_events(keys)
+  local plain = keys ~= nil and #keys > 16 and string.find(table.concat(keys), ALL_PLAIN) ~= nil
+  return { lists = {}, by_table = {}, count = 0, plain = plain }
 end
 
-local function add_event(events, key, op, lists)
-  local text = event_text(key, op)
+-- The text arrays of the lists in `lists` (made on first use).
+local function arrays_of(events, lists)
+  local arrays = events.by_table[lists]
+  if arrays then return arrays end
+  arrays = {}
   local by_list = events.lists
   for n = 1, #lists do
     local list = lists[n]
     local texts = by_list[list]
-    if texts then
-      texts[#texts + 1] = text
-    else
-      by_list[list] = { text }
+    if not texts then
+      texts = { n = 0 }
+      by_list[list] = texts
       by_list[#by_list + 1] = list
     end
+    arrays[n] = texts
   end
-  events.count = events.count + #lists
+  events.by_table[lists] = arrays
+  return arrays
+end
+
+local function append_text(arrays, text)
+  for n = 1, #arrays do
+    local texts = arrays[n]
+    local count = texts.n + 1
+    texts.n = count
+    texts[count] = text
+  end
+  return #arrays
+end
+
+local function add_event(events, key, op, lists)
+  events.count = events.count + append_text(arrays_of(events, lists), event_text(key, op, events.plain))
+end
+
+-- One event `op` for each key that has lists, in key order: add_event for many keys, with the
+-- work per key kept to a concatenation and an append (a large MSET).
+local function add_events(events, keys, lists_by_key, op)
+  local plain, suffix = events.plain, event_suffix(op)
+  local current, arrays, single = nil, nil, nil
+  local count = 0
+  for index = 1, #keys do
+    local lists = lists_by_key[index]
+    if lists then
+      local key = keys[index]
+      local text
+      if plain then text = '{"key":"' .. key .. suffix else text = event_text(key, op) end
+      if lists ~= current then
+        current = lists
+        arrays = arrays_of(events, lists)
+        single = #arrays == 1 and arrays[1] or nil
+      end
+      if single then
+        local n = single.n + 1
+        single.n = n
+        single[n] = text
+        count = count + 1
+      else
+        count = count + append_text(arrays, text)
+      end
+    end
+  end
+  events.count = events.count + count
 end
 
 -- Pushes the events (every list was checked to take them); the counter is only statistics.
@@ -407,7 +485,7 @@ local function push_events(events)
   for n = 1, #by_list do
     local list = by_list[n]
     local texts = by_list[list]
-    if #texts == 1 then redis.call('RPUSH', list, texts[1]) else pcall_in_slices('RPUSH', list, texts, 1) end
+    if texts.n == 1 then redis.call('RPUSH', list, texts[1]) else pcall_in_slices('RPUSH', list, texts, 1) end
   end
   redis.pcall('HINCRBY', STATS, 'events', events.count)
   return events.count
@@ -634,18 +712,23 @@ local function notifylist_write(keys, argv)
 
   if SET_FAMILY[name] then
     if command_wrote(name, reply, condition, before_exists) then
-      local events = new_events()
+      local events = new_events(keys)
       local unindexed = {}
-      for index, key in ipairs(keys) do
-        local lists = lists_by_key[index]
-        if lists then
-          add_event(events, key, 'set', lists)
-          if name == 'mset' or name == 'msetnx' then
-            -- They leave the key without a TTL.
-            if indexed[index] then unindexed[#unindexed + 1] = key end
-          elseif sync_index(key, indexed[index] or false, true) == -2 then
-            -- A deadline already in the past (SET ... PXAT <past>): Redis drops the key at once.
-            add_event(events, key, 'expired', lists)
+      if name == 'mset' or name == 'msetnx' then
+        add_events(events, keys, lists_by_key, 'set')
+        -- They leave the keys without a TTL.
+        for index, remains in pairs(indexed) do
+          if remains then unindexed[#unindexed + 1] = keys[index] end
+        end
+      else
+        for index, key in ipairs(keys) do
+          local lists = lists_by_key[index]
+          if lists then
+            add_event(events, key, 'set', lists)
+            if sync_index(key, indexed[index] or false, true) == -2 then
+              -- A deadline already in the past (SET ... PXAT <past>): Redis drops the key at once.
+              add_event(events, key, 'expired', lists)
+            end
           end
         end
       end

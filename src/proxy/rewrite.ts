@@ -9,8 +9,9 @@ interface WriteCommand {
   /** Redis accepts the argument count (otherwise forward unchanged: Redis rejects it itself,
    * before running it, and inside MULTI that aborts EXEC exactly as without the proxy). */
   accepts(argc: number): boolean;
-  /** Argument positions of the keys the command writes, in argument order. */
-  keyPositions(argc: number): number[];
+  /** Argument positions of the keys the command writes, in argument order: a fixed list, or
+   * every `step`-th argument from `from` on (MSET, DEL: no array of a million positions). */
+  keys: KeyPositions;
   /** Redis refuses it above maxmemory (command flag denyoom); the function must match. */
   denyoom?: boolean;
   /** With more than KEYS_IN_ARGS_ABOVE keys, the library reads the keys from the command itself
@@ -22,15 +23,13 @@ interface WriteCommand {
  * exactly as for the plain command (also when queued in MULTI). */
 const KEYS_IN_ARGS_ABOVE = 1000;
 
-const FIRST_KEY = (): number[] => [1];
-const EVERY_OTHER_KEY = (argc: number): number[] => {
-  const positions: number[] = [];
-  for (let i = 1; i < argc; i += 2) positions.push(i);
-  return positions;
-};
+type KeyPositions = { fixed: readonly number[] } | { from: number; step: number };
+
+const FIRST_KEY: KeyPositions = { fixed: [1] };
+const EVERY_OTHER_KEY: KeyPositions = { from: 1, step: 2 };
+const ALL_KEYS: KeyPositions = { from: 1, step: 1 };
 const keyValuePairs = (argc: number): boolean => argc >= 3 && argc % 2 === 1;
 
-const ALL_KEYS = (argc: number): number[] => Array.from({ length: argc - 1 }, (_, i) => i + 1);
 const atLeast = (n: number) => (argc: number): boolean => argc >= n;
 const exactly = (n: number) => (argc: number): boolean => argc === n;
 
@@ -40,28 +39,28 @@ const exactly = (n: number) => (argc: number): boolean => argc === n;
  * remove or move the key, and run through the library so that the expiry index stays true.
  */
 const WRITE_COMMANDS = new Map<string, WriteCommand>([
-  ['set', { accepts: atLeast(3), keyPositions: FIRST_KEY, denyoom: true }],
-  ['setnx', { accepts: exactly(3), keyPositions: FIRST_KEY, denyoom: true }],
-  ['setex', { accepts: exactly(4), keyPositions: FIRST_KEY, denyoom: true }],
-  ['psetex', { accepts: exactly(4), keyPositions: FIRST_KEY, denyoom: true }],
-  ['getset', { accepts: exactly(3), keyPositions: FIRST_KEY, denyoom: true }],
-  ['mset', { accepts: keyValuePairs, keyPositions: EVERY_OTHER_KEY, denyoom: true, keysInArgs: true }],
-  ['msetnx', { accepts: keyValuePairs, keyPositions: EVERY_OTHER_KEY, denyoom: true, keysInArgs: true }],
-  ['expire', { accepts: atLeast(3), keyPositions: FIRST_KEY }],
-  ['pexpire', { accepts: atLeast(3), keyPositions: FIRST_KEY }],
-  ['expireat', { accepts: atLeast(3), keyPositions: FIRST_KEY }],
-  ['pexpireat', { accepts: atLeast(3), keyPositions: FIRST_KEY }],
-  ['persist', { accepts: exactly(2), keyPositions: FIRST_KEY }],
-  ['getex', { accepts: atLeast(2), keyPositions: FIRST_KEY }],
-  ['getdel', { accepts: exactly(2), keyPositions: FIRST_KEY }],
-  ['del', { accepts: atLeast(2), keyPositions: ALL_KEYS, keysInArgs: true }],
-  ['unlink', { accepts: atLeast(2), keyPositions: ALL_KEYS, keysInArgs: true }],
-  ['rename', { accepts: exactly(3), keyPositions: () => [1, 2] }],
-  ['renamenx', { accepts: exactly(3), keyPositions: () => [1, 2] }],
-  ['copy', { accepts: atLeast(3), keyPositions: () => [1, 2], denyoom: true }],
-  ['restore', { accepts: atLeast(4), keyPositions: FIRST_KEY, denyoom: true }],
+  ['set', { accepts: atLeast(3), keys: FIRST_KEY, denyoom: true }],
+  ['setnx', { accepts: exactly(3), keys: FIRST_KEY, denyoom: true }],
+  ['setex', { accepts: exactly(4), keys: FIRST_KEY, denyoom: true }],
+  ['psetex', { accepts: exactly(4), keys: FIRST_KEY, denyoom: true }],
+  ['getset', { accepts: exactly(3), keys: FIRST_KEY, denyoom: true }],
+  ['mset', { accepts: keyValuePairs, keys: EVERY_OTHER_KEY, denyoom: true, keysInArgs: true }],
+  ['msetnx', { accepts: keyValuePairs, keys: EVERY_OTHER_KEY, denyoom: true, keysInArgs: true }],
+  ['expire', { accepts: atLeast(3), keys: FIRST_KEY }],
+  ['pexpire', { accepts: atLeast(3), keys: FIRST_KEY }],
+  ['expireat', { accepts: atLeast(3), keys: FIRST_KEY }],
+  ['pexpireat', { accepts: atLeast(3), keys: FIRST_KEY }],
+  ['persist', { accepts: exactly(2), keys: FIRST_KEY }],
+  ['getex', { accepts: atLeast(2), keys: FIRST_KEY }],
+  ['getdel', { accepts: exactly(2), keys: FIRST_KEY }],
+  ['del', { accepts: atLeast(2), keys: ALL_KEYS, keysInArgs: true }],
+  ['unlink', { accepts: atLeast(2), keys: ALL_KEYS, keysInArgs: true }],
+  ['rename', { accepts: exactly(3), keys: { fixed: [1, 2] } }],
+  ['renamenx', { accepts: exactly(3), keys: { fixed: [1, 2] } }],
+  ['copy', { accepts: atLeast(3), keys: { fixed: [1, 2] }, denyoom: true }],
+  ['restore', { accepts: atLeast(4), keys: FIRST_KEY, denyoom: true }],
   // KEYS[2] stands for the same key in the target database, whose registrations apply there.
-  ['move', { accepts: exactly(3), keyPositions: () => [1, 1] }],
+  ['move', { accepts: exactly(3), keys: { fixed: [1, 1] } }],
 ]);
 
 /** Flushes keep the registrations (see notifylist_flush); SWAPDB moves them with the data and
@@ -178,30 +177,46 @@ export class Rewriter {
     const command = WRITE_COMMANDS.get(name)!;
     if (nothingRegistered(candidates)) return FORWARD;
     if (!command.accepts(frame.argc)) return FORWARD;
+    const positions = command.keys;
+    const fixed = 'fixed' in positions ? positions.fixed : null;
+    const from = fixed ? 0 : (positions as { from: number }).from;
+    const step = fixed ? 0 : (positions as { step: number }).step;
+    const keyCount = fixed ? fixed.length : Math.ceil((frame.argc - from) / step);
+    // Keys are declared as FCALL KEYS, except for a large MSET/DEL (see KEYS_IN_ARGS_ABOVE).
+    const declared = !(command.keysInArgs && keyCount > KEYS_IN_ARGS_ABOVE);
     const keys: string[] = [];
     // Candidates as (key index, pattern, list); consecutive keys with the same candidate share one
     // run, sent as the index range `first-last` (a large MSET sends a few triples, not one per key).
     const runs: CandidateRun[] = [];
     const open = new Map<string, Map<string, CandidateRun>>();
     let keyIndex = 0;
+    let lastRun: CandidateRun | null = null;
     const visit = (pattern: string, list: string): void => {
+      // Most large writes have one candidate per key: the run of the previous key, extended.
+      if (lastRun !== null && lastRun.pattern === pattern && lastRun.list === list && lastRun.last >= keyIndex - 1) {
+        lastRun.last = keyIndex;
+        return;
+      }
       let byList = open.get(pattern);
       if (byList === undefined) open.set(pattern, (byList = new Map()));
       const run = byList.get(list);
       if (run !== undefined && run.last >= keyIndex - 1) {
         run.last = keyIndex;
+        lastRun = run;
         return;
       }
       const fresh = { first: keyIndex, last: keyIndex, pattern, list };
       byList.set(list, fresh);
       runs.push(fresh);
+      lastRun = fresh;
     };
-    for (const position of command.keyPositions(frame.argc)) {
-      const key = frame.argLatin1(position);
-      keys.push(key);
-      keyIndex = keys.length;
+    const registry = candidates.registry;
+    for (let k = 0; k < keyCount; k++) {
+      const key = frame.argLatin1(fixed ? fixed[k] : from + k * step);
+      if (declared) keys.push(key);
+      keyIndex = k + 1;
       if (key.startsWith(this.internalPrefix)) continue; // internal keys never match patterns
-      if (candidates.registry.hasAny(key)) candidates.registry.match(key, visit);
+      registry.match(key, visit);
     }
     if (runs.length === 0) return FORWARD;
     // Redis refuses an unauthenticated client's write with NOAUTH; unchanged, it still does. (A
@@ -214,7 +229,7 @@ export class Rewriter {
     const triples: string[] = [];
     for (const run of runs) triples.push(run.first === run.last ? String(run.first) : `${run.first}-${run.last}`, run.pattern, run.list);
     const fn = command.denyoom ? 'notifylist_write' : 'notifylist_write_allow_oom';
-    return { kind: 'replace', bytes: fcall(fn, command.keysInArgs && keys.length > KEYS_IN_ARGS_ABOVE ? [] : keys, [String(triples.length / 3), ...triples], frame, 0) };
+    return { kind: 'replace', bytes: fcall(fn, keys, [String(triples.length / 3), ...triples], frame, 0) };
   }
 }
 
