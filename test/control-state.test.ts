@@ -45,7 +45,7 @@ describe('control plane state', () => {
   it('never replaces a newer function library: start-up refuses with one line, exit 1', async () => {
     const { direct, redis } = await setup();
     await direct.hset('notifylist:registry', 'n*', 'nlist'); // something registered: the proxy starts active
-    const newer = librarySource('notifylist:').replace(/^local LIBRARY_VERSION = \d+$/m, 'local LIBRARY_VERSION = 999');
+    const newer = librarySource('notifylist:', 'test-secret').replace(/^local LIBRARY_VERSION = \d+$/m, 'local LIBRARY_VERSION = 999');
     await direct.call('FUNCTION', 'LOAD', 'REPLACE', newer);
     const child = new ProxyProcess(redis.url);
     cleanups.push(() => child.stop());
@@ -56,7 +56,7 @@ describe('control plane state', () => {
     expect(lines).toHaveLength(1);
     expect(lines[0]).toContain('version 999, newer than');
     // An older library is replaced.
-    const older = librarySource('notifylist:').replace(/^local LIBRARY_VERSION = \d+$/m, 'local LIBRARY_VERSION = 1');
+    const older = librarySource('notifylist:', 'test-secret').replace(/^local LIBRARY_VERSION = \d+$/m, 'local LIBRARY_VERSION = 1');
     await direct.call('FUNCTION', 'LOAD', 'REPLACE', older);
     const proxy = await startTestProxy(redis);
     cleanups.push(() => proxy.close());

@@ -375,7 +375,8 @@ describe('--prefix', () => {
     await earlier.set('p:1', 'v', 'PX', 200);
     const list = await waitFor(() => events(direct, 'p_events'), (l) => l.length === 2, 5000);
     expect(list).toEqual([{ key: 'p:1', op: 'set' }, { key: 'p:1', op: 'expired' }]);
-    expect(await direct.hgetall("my[p]'*:registry")).toEqual({ 'p:*': 'p_events' });
+    expect(await direct.hkeys("my[p]'*:registry")).toEqual(['p:*']);
+    expect(await registering.call('NOTIFYLIST.LIST')).toEqual(['p:*', 'p_events']);
     expect(await direct.exists('notifylist:registry')).toBe(0);
   });
 });

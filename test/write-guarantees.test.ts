@@ -8,6 +8,7 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { parseConfig, startProxy, type RunningProxy } from '../src/index.js';
 import { startRedis, type RedisServer } from './helpers/redis-server.js';
+import { targetCounts } from './helpers/internal.js';
 import { sleep, waitFor } from './helpers/wait.js';
 
 let redis: RedisServer;
@@ -92,13 +93,13 @@ describe('event targets produce no events of their own', () => {
   it('re-pointing, a second registration, NOTIFYLIST.DEL and FLUSHALL keep the set of targets true', async () => {
     await client.call('NOTIFYLIST.SET', 'lp*', 'lpx');
     await client.call('NOTIFYLIST.SET', 'lq*', 'lpx');
-    expect(await direct.hgetall('notifylist:targets')).toEqual({ lpx: '2' });
+    expect(await targetCounts(direct)).toEqual({ lpx: '2' });
     await client.call('NOTIFYLIST.SET', 'lp*', 'lpy'); // re-pointed: lpx is still lq*'s target
-    expect(await direct.hgetall('notifylist:targets')).toEqual({ lpx: '1', lpy: '1' });
+    expect(await targetCounts(direct)).toEqual({ lpx: '1', lpy: '1' });
     await client.call('NOTIFYLIST.SET', 'lp*', 'lpy'); // the same again: no change
-    expect(await direct.hgetall('notifylist:targets')).toEqual({ lpx: '1', lpy: '1' });
+    expect(await targetCounts(direct)).toEqual({ lpx: '1', lpy: '1' });
     await client.call('NOTIFYLIST.DEL', 'lq*');
-    expect(await direct.hgetall('notifylist:targets')).toEqual({ lpy: '1' });
+    expect(await targetCounts(direct)).toEqual({ lpy: '1' });
     // lpx is an ordinary lp* key now: its write is an event in lpy; lpy's own write is plain.
     expect(await client.set('lpx', 'v')).toBe('OK');
     expect(await client.set('lpy', 'plain')).toBe('OK');
@@ -108,7 +109,7 @@ describe('event targets produce no events of their own', () => {
     expect(await direct.lrange('lpy', 0, -1)).toEqual(['{"key":"lpx","op":"set"}']);
     // FLUSHALL through the proxy keeps registrations, and with them the targets.
     await client.flushall();
-    expect(await direct.hgetall('notifylist:targets')).toEqual({ lpy: '1' });
+    expect(await targetCounts(direct)).toEqual({ lpy: '1' });
     expect(await client.set('lpy', 'plain')).toBe('OK');
     await client.call('NOTIFYLIST.DEL', 'lp*');
     expect(await direct.exists('notifylist:targets')).toBe(0);
@@ -118,7 +119,7 @@ describe('event targets produce no events of their own', () => {
     await client.call('NOTIFYLIST.SET', 'lp*', 'lpx');
     await direct.del('notifylist:targets');
     await client.call('NOTIFYLIST.SET', 'lr*', 'lrx');
-    expect(await direct.hgetall('notifylist:targets')).toEqual({ lpx: '1', lrx: '1' });
+    expect(await targetCounts(direct)).toEqual({ lpx: '1', lrx: '1' });
   });
 });
 
@@ -159,11 +160,12 @@ describe('one event target holding another type', () => {
     await client.call('NOTIFYLIST.SET', 'y:*', 'yl');
     // Via the proxy, each x key gets its TTL (and entry) first; y keys expire a little later.
     const pipeline = client.pipeline();
-    for (let i = 0; i < 600; i++) pipeline.set(`x:${i}`, 'v', 'PX', 200);
+    // (Long enough for the 600 writes to be done, and xl replaced, before the first x key is due.)
+    for (let i = 0; i < 600; i++) pipeline.set(`x:${i}`, 'v', 'PX', 1000);
     await pipeline.exec();
     await direct.del('xl');
     await direct.set('xl', 'not a list');
-    for (let i = 0; i < 20; i++) await client.set(`y:${i}`, 'v', 'PX', 400);
+    for (let i = 0; i < 20; i++) await client.set(`y:${i}`, 'v', 'PX', 1200);
     const yEvents = await waitFor(() => events('yl'), (list) => list.filter((e) => e.op === 'expired').length >= 20, 5000);
     expect(yEvents.filter((e) => e.op === 'expired').length).toBe(20);
     expect(await direct.zcard('notifylist:expiry')).toBe(600);

@@ -3,7 +3,11 @@
 // moved (SWAPDB); proxies publish `announce` before a registration is committed and `ack` once
 // they have applied an announcement. Anything else (e.g. a hand-made PUBLISH) means "reload".
 //   set <pairs>              announce <nonce> <pairs>        pairs: (<plen>:<llen>:<pattern><list>)*
-//   del <pattern>            ack <nonce>                     reload
+//   del <pattern>            ack <nonce> <proxy id> <tag>    reload
+// Users who register may publish here too (the library publishes as them): what they could make
+// up costs lookups or a reload, except acknowledgements, which end a registration's wait for every
+// proxy. So an ack carries the acknowledging proxy's id and a tag made with the secret over both:
+// made-up acks are ignored and a repeated one counts once.
 
 export interface Registration {
   pattern: string;
@@ -14,7 +18,7 @@ export type ChangeMessage =
   | { kind: 'set'; registrations: Registration[] }
   | { kind: 'del'; pattern: string }
   | { kind: 'announce'; nonce: string; registrations: Registration[] }
-  | { kind: 'ack'; nonce: string }
+  | { kind: 'ack'; nonce: string; proxy: string; tag: string }
   | { kind: 'reload' };
 
 const RELOAD: ChangeMessage = { kind: 'reload' };
@@ -48,8 +52,8 @@ export function announceMessage(nonce: string, registrations: Registration[]): s
   return `announce ${nonce} ${encodeRegistrations(registrations)}`;
 }
 
-export function ackMessage(nonce: string): string {
-  return `ack ${nonce}`;
+export function ackMessage(nonce: string, proxy: string, tag: string): string {
+  return `ack ${nonce} ${proxy} ${tag}`;
 }
 
 export function parseChange(text: string): ChangeMessage {
@@ -58,7 +62,10 @@ export function parseChange(text: string): ChangeMessage {
     return registrations ? { kind: 'set', registrations } : RELOAD;
   }
   if (text.startsWith('del ')) return { kind: 'del', pattern: text.slice(4) };
-  if (text.startsWith('ack ')) return { kind: 'ack', nonce: text.slice(4) };
+  if (text.startsWith('ack ')) {
+    const [nonce, proxy, tag] = text.slice(4).split(' ');
+    return { kind: 'ack', nonce, proxy: proxy ?? '', tag: tag ?? '' };
+  }
   if (text.startsWith('announce ')) {
     const space = text.indexOf(' ', 9);
     if (space === -1) return RELOAD;

@@ -65,6 +65,8 @@ export const CONTROL_COMMANDS: readonly ControlPermission[] = [
   { rule: '+type', why: 'checks the type of an event list', probe: (p) => ['TYPE', `${p}x`] },
   { rule: '+rpush', why: 'pushes events', probe: (p) => ['RPUSH', `${p}x`, 'x'] },
   { rule: '+publish', why: 'wake and change messages', probe: (p) => ['PUBLISH', `${p}wake`, 'x'] },
+  { rule: '+acl|getuser', why: "checks that a registering user, and later each registration's owner, may read every key the pattern can match", probe: () => ['ACL', 'GETUSER', 'default'] },
+  { rule: '+acl|dryrun', why: "checks that each registration's owner may still push to its list", probe: () => ['ACL', 'DRYRUN', 'default', 'PING'] },
   { rule: '+subscribe', why: 'change, wake and keyevent channels', probe: (p) => ['SUBSCRIBE', `${p}changes`] },
   { rule: '+unsubscribe', why: 'keyevent channels of databases that need them no longer', probe: (p) => ['UNSUBSCRIBE', `${p}changes`] },
 ];

@@ -12,12 +12,14 @@ import { readFileSync } from 'node:fs';
 import type { Redis } from 'ioredis';
 import type { ProxyConfig } from '../config.js';
 import { RegistrationKeeper } from './restore.js';
-import type { ControlHooks } from '../proxy/rewrite.js';
+import { rewrittenCommands, type ControlHooks } from '../proxy/rewrite.js';
+import { keyRulesOf, readsAll, registrationRefusal, type KeyRuleSets } from '../security/acl-rules.js';
+import { decodeRegistration, loadSecret, secretHash, tag } from '../security/secret.js';
 import { ackMessage, announceMessage, parseChange, type ChangeMessage, type Registration } from './changes.js';
 import { ExpiryReporter, Reaper } from './expiry.js';
 import { EXPIRED_CHANNEL, expiredChannel, internalNames, type InternalNames } from './names.js';
-import { binary, createControlClient, databaseCount, inEveryDatabase, parseRedisVersion, probeAuthRequired, withExpiredEvents } from './redis-control.js';
-import { Registry, type RegistrySnapshot } from './registry.js';
+import { binary, createControlClient, databaseCount, inDatabase, inEveryDatabase, parseRedisVersion, probeAuthRequired, withExpiredEvents } from './redis-control.js';
+import { Registry, type RegistrySnapshot, type StoredEntry } from './registry.js';
 
 /** Start-up failures worth one clear line and exit code 1. */
 export class StartupError extends Error {}
@@ -26,10 +28,22 @@ const LIBRARY_TEXT = readFileSync(new URL('./notifylist.lua', import.meta.url), 
 /** The library's version (defined once, in the Lua source). */
 export const LIBRARY_VERSION = Number(/^local LIBRARY_VERSION = (\d+)$/m.exec(LIBRARY_TEXT)?.[1]);
 
-/** The library source with the internal prefix baked in (a Lua single-quoted string). */
-export function librarySource(prefix: string): string {
-  const quoted = prefix.replace(/\\/g, '\\\\').replace(/'/g, "\\'").replace(/\n/g, '\\n');
-  return LIBRARY_TEXT.replace(/__PREFIX__/g, () => quoted);
+/** A Lua single-quoted string's contents. */
+function luaQuoted(text: string): string {
+  return text.replace(/\\/g, '\\\\').replace(/'/g, "\\'").replace(/\n/g, '\\n');
+}
+
+/**
+ * The library source with what the proxy defines baked in: the internal prefix, the SHA1 of the
+ * deployment's secret, and the commands rewritten into each write function (rewrite.ts).
+ */
+export function librarySource(prefix: string, secret: string): string {
+  const { denyoom, others } = rewrittenCommands();
+  const table = (names: string[]): string => names.map((name) => `['${name}'] = true`).join(', ');
+  return LIBRARY_TEXT.replace(/__PREFIX__/g, () => luaQuoted(prefix))
+    .replace(/__SECRET_HASH__/g, () => secretHash(secret))
+    .replace(/__DENYOOM_WRITES__/g, () => table(denyoom))
+    .replace(/__OTHER_WRITES__/g, () => table(others));
 }
 
 /** While active: library present, registry counts, index entries, once per this long. */
@@ -45,7 +59,8 @@ const LOOKUP_BATCH = 1000;
 
 interface AckWaiter {
   needed: number;
-  received: number;
+  /** The proxies that acknowledged (each counts once). */
+  received: Set<string>;
   done: () => void;
 }
 
@@ -60,8 +75,13 @@ export class ControlPlane implements ControlHooks {
   readonly counters = { barrierTimeouts: 0, doubtTimeouts: 0 };
   private active = false;
   private activating: Promise<void> | null = null;
-  /** The library with our version is known to be loaded. */
+  /** The library with our version and secret is known to be loaded. */
   private libraryReady = false;
+  /** The deployment's secret (known once the library has been loaded or the registry read). */
+  private deploymentSecret: string | null = null;
+  /** Registry entries not made by the library (written by hand), per database, at the last full
+   * load: the maintenance tick compares Redis's counts with what it knows plus these. */
+  private foreignEntries = new Map<number, number>();
   private libraryLoading: Promise<void> | null = null;
   /** Bumped when the library may have gone: a check that started before does not count. */
   private libraryGeneration = 0;
@@ -114,8 +134,9 @@ export class ControlPlane implements ControlHooks {
       this.lastControlError = error.message;
     });
     this.subscriber.on('error', () => undefined);
-    this.reporter = new ExpiryReporter(this.control, this.registry, this.names, log);
-    this.reaper = new Reaper(this.control, this.registry, this.reporter, this.names, config.leaseMs, log);
+    const secret = (): Buffer => binary(this.secret());
+    this.reporter = new ExpiryReporter(this.control, this.registry, this.names, secret, log);
+    this.reaper = new Reaper(this.control, this.registry, this.reporter, this.names, secret, config.leaseMs, log);
     this.keeper = new RegistrationKeeper(this.control, this.names, () => this.registry.snapshot(), log, () => void this.reload());
   }
 
@@ -139,8 +160,17 @@ export class ControlPlane implements ControlHooks {
     void this.probeAuthIfStale();
   }
 
+  /** (Writes to registered keys also wait until the secret is known: their calls carry it.) */
   registryIsCurrent(): boolean {
-    return this.current && !this.loadingForAnnouncement;
+    return this.current && !this.loadingForAnnouncement && (this.deploymentSecret !== null || this.registry.empty);
+  }
+
+  secret(): string {
+    return this.deploymentSecret ?? '';
+  }
+
+  authorizeRegistration(user: string, pattern: string): Promise<string> {
+    return registrationRefusal(this.control, user, pattern);
   }
 
   /** Resolves when the registry is current again, or after DOUBT_TIMEOUT_MS (counted, logged). */
@@ -290,7 +320,7 @@ export class ControlPlane implements ControlHooks {
   // ---- activation ----
 
   private needsActivation(): boolean {
-    return !this.registry.empty || this.indexedDbs.length > 0;
+    return !this.registry.empty || this.indexedDbs.length > 0 || this.foreignEntries.size > 0;
   }
 
   /** Becomes active (idempotent; concurrent calls share one). */
@@ -327,6 +357,7 @@ export class ControlPlane implements ControlHooks {
     await this.ensureExpiredEvents();
     await this.reaper.measureClock();
     await this.probeAuthIfStale();
+    await this.checkOwners();
   }
 
   /** After the registry view changed: become active or idle, follow the right keyevent channels. */
@@ -368,15 +399,59 @@ export class ControlPlane implements ControlHooks {
       let differs = false;
       const indexed: number[] = [];
       results.forEach(([registrations, entries], db) => {
-        if (Number(registrations) !== (counts.get(db) ?? 0)) differs = true;
+        if (Number(registrations) !== (counts.get(db) ?? 0) + (this.foreignEntries.get(db) ?? 0)) differs = true;
         if (Number(entries) > 0) indexed.push(db);
       });
       this.setIndexedDbs(indexed);
       this.registry.expireAnnouncements();
       if (differs) await this.loadAll(false);
+      await this.checkOwners();
       await this.afterRegistryChange();
     } catch {
       // Disconnected: the ready handlers prepare everything again.
+    }
+  }
+
+  /**
+   * What the proxy does for a registration under its own login (backfill's SCAN, the reaper, the
+   * reports of Redis's own expired events) must stay within what the registration's owner may do
+   * now: a registration whose owner may no longer read every key its pattern can match, or push to
+   * its list, is suspended for those (writes through the proxies still emit events, with the
+   * writer's own rights). Checked when active, every MAINTENANCE_MS (ACL GETUSER per owner, ACL
+   * DRYRUN per owner and list). A check that fails (Redis away) changes nothing.
+   */
+  private async checkOwners(): Promise<void> {
+    const byOwner = new Map<string, Array<[number, string, StoredEntry]>>();
+    for (const item of this.registry.entries()) {
+      const owner = item[2].owner;
+      if (owner === '') continue; // registered before owners: the proxy's own user
+      const items = byOwner.get(owner) ?? [];
+      items.push(item);
+      byOwner.set(owner, items);
+    }
+    const suspended = new Set<string>();
+    try {
+      for (const [owner, items] of byOwner) {
+        const rules = keyRulesOf(await this.control.callBuffer('ACL', 'GETUSER', binary(owner)));
+        const mayPush = new Map<string, boolean>();
+        for (const [db, pattern, entry] of items) {
+          let pushes = mayPush.get(entry.list);
+          if (pushes === undefined && rules !== null) {
+            const verdict = await this.control.callBuffer('ACL', 'DRYRUN', binary(owner), 'RPUSH', binary(entry.list), 'x');
+            pushes = String(verdict) === 'OK';
+            mayPush.set(entry.list, pushes);
+          }
+          if (rules === null || !pushes || !readsAll(rules, pattern)) suspended.add(`${db}\n${pattern}`);
+        }
+      }
+    } catch (error) {
+      this.log(`cannot check the rights of registration owners: ${(error as Error).message}`);
+      return;
+    }
+    const before = this.registry.suspendedCount;
+    this.registry.setSuspended(suspended);
+    if (suspended.size !== before) {
+      this.log(`${suspended.size} registration(s) suspended: their owners may no longer read what they match or push to their lists`);
     }
   }
 
@@ -387,33 +462,75 @@ export class ControlPlane implements ControlHooks {
     this.libraryGeneration++;
   }
 
-  /** Loads the library unless our version is there; refuses to replace a newer one. */
+  /**
+   * Loads the library unless ours (our version, made for the deployment's secret) is there, and
+   * refuses to replace a newer one. Reads the secret first, storing one if Redis has none; when it
+   * replaces a library from before tags (version < 3), that library's entries get their tags.
+   */
   private ensureLibrary(): Promise<void> {
     if (this.libraryReady) return Promise.resolve();
     if (this.libraryLoading) return this.libraryLoading.then(() => this.ensureLibrary());
     const generation = this.libraryGeneration;
     this.libraryLoading = (async () => {
-      let loaded: number | null = null;
-      try {
-        loaded = Number(await this.control.call('FCALL_RO', 'notifylist_version', 0));
-      } catch (error) {
-        // No library, or one from before versions (no such function).
-        if (!/Function not found/i.test((error as Error).message)) throw error;
-      }
-      if (loaded !== null && loaded > LIBRARY_VERSION) {
+      const secret = await loadSecret(this.control, this.names.secret, this.deploymentSecret);
+      const secretChanged = secret !== this.deploymentSecret;
+      this.deploymentSecret = secret;
+      const { version, deployment } = await this.loadedLibrary();
+      if (version !== null && version > LIBRARY_VERSION) {
         throw new Error(
-          `Redis holds function library notifylist version ${loaded}, newer than this proxy's ${LIBRARY_VERSION}; not replacing it (upgrade this proxy)`,
+          `Redis holds function library notifylist version ${version}, newer than this proxy's ${LIBRARY_VERSION}; not replacing it (upgrade this proxy)`,
         );
       }
-      if (loaded !== LIBRARY_VERSION) {
-        await this.control.call('FUNCTION', 'LOAD', 'REPLACE', librarySource(this.config.prefix));
+      let migrated = false;
+      if (version !== LIBRARY_VERSION || deployment !== secretHash(secret)) {
+        await this.control.call('FUNCTION', 'LOAD', 'REPLACE', librarySource(this.config.prefix, secret));
         this.log(`function library notifylist version ${LIBRARY_VERSION} loaded`);
+        if (version !== null && version < 3) migrated = await this.migrate();
       }
       this.libraryReady = generation === this.libraryGeneration;
+      // The registry view holds what the library made: read it again with the secret.
+      if (secretChanged || migrated) await this.loadAll(false);
+      this.releaseWaiters();
     })().finally(() => {
       this.libraryLoading = null;
     });
     return this.libraryLoading;
+  }
+
+  /**
+   * Registrations are tagged with the secret: it must be in Redis when one is made (a FLUSHALL sent
+   * to Redis directly removed it: a proxy started then would make another, and the registration
+   * would count for nothing). If Redis holds another secret than ours, the library follows it.
+   */
+  private async keepSecretStored(): Promise<void> {
+    const stored = await loadSecret(this.control, this.names.secret, this.deploymentSecret);
+    if (stored === this.deploymentSecret) return;
+    this.deploymentSecret = stored;
+    this.forgetLibrary();
+    await this.ensureLibrary();
+  }
+
+  /** The loaded library's version and the SHA1 of its secret (null: no library, or none such). */
+  private async loadedLibrary(): Promise<{ version: number | null; deployment: string | null }> {
+    const results = ((await this.control.pipeline().call('FCALL_RO', 'notifylist_version', 0).call('FCALL_RO', 'notifylist_deployment', 0).exec()) ??
+      []) as Array<[Error | null, unknown]>;
+    const [version, deployment] = results.map(([error, reply]) => {
+      // No library, or one from before versions / deployments (no such function).
+      if (error && !/Function not found/i.test(error.message)) throw error;
+      return error ? null : reply;
+    });
+    return { version: version === null ? null : Number(version), deployment: deployment === null ? null : String(deployment) };
+  }
+
+  /** Tags what a library from before tags made, in every database (once, when replacing it). */
+  private async migrate(): Promise<boolean> {
+    let tagged = 0;
+    for (let db = 0; db < this.databaseCount; db++) {
+      const [count] = await inDatabase(this.control, db, [['FCALL', 'notifylist_migrate', 0, binary(this.secret())]]);
+      tagged += Number(count);
+    }
+    this.log(`entries of the previous function library tagged: ${tagged}`);
+    return true;
   }
 
   /** Adds what we need to notify-keyspace-events without removing what others set. */
@@ -483,12 +600,15 @@ export class ControlPlane implements ControlHooks {
     switch (change.kind) {
       case 'announce':
         this.registry.announce(change.registrations);
-        this.control.publish(this.names.changes, binary(ackMessage(change.nonce))).catch(() => undefined);
+        void this.acknowledge(change.nonce);
         void this.afterRegistryChange();
         break;
       case 'ack': {
         const waiter = this.ackWaiters.get(change.nonce);
-        if (waiter && ++waiter.received >= waiter.needed) waiter.done();
+        const secret = this.deploymentSecret;
+        if (!waiter || secret === null || change.tag !== tag(secret, 'ack', change.nonce, change.proxy)) break;
+        waiter.received.add(change.proxy);
+        if (waiter.received.size >= waiter.needed) waiter.done();
         break;
       }
       case 'set':
@@ -504,10 +624,27 @@ export class ControlPlane implements ControlHooks {
     }
   }
 
+  /** Acknowledges an announcement (applied already), tagged with the secret (read first if this
+   * proxy does not know it yet: the announcing proxy has just stored it). */
+  private async acknowledge(nonce: string): Promise<void> {
+    try {
+      if (this.deploymentSecret === null) {
+        const [stored] = (await inDatabase(this.control, 0, [['GET', this.names.secret]])) as [Buffer | null];
+        if (stored === null) return;
+        this.deploymentSecret ??= stored.toString('latin1');
+      }
+      const secret = this.deploymentSecret;
+      await this.control.publish(this.names.changes, binary(ackMessage(nonce, this.id, tag(secret, 'ack', nonce, this.id))));
+    } catch {
+      // Disconnected: the announcing proxy's wait runs out (counted there).
+    }
+  }
+
   /** Publishes an announcement and waits for every subscriber of the change channel to ack it. */
   private async announce(registrations: Registration[]): Promise<void> {
     try {
       await this.ensureLibrary(); // before any proxy rewrites a write into a call of it
+      await this.keepSecretStored();
     } finally {
       if (this.loadingForAnnouncement) {
         this.loadingForAnnouncement = false;
@@ -517,11 +654,11 @@ export class ControlPlane implements ControlHooks {
     const nonce = `${this.id}:${++this.announceSequence}`;
     let timer: NodeJS.Timeout | undefined;
     const acknowledged = new Promise<void>((resolve) => {
-      this.ackWaiters.set(nonce, { needed: Infinity, received: 0, done: resolve });
+      this.ackWaiters.set(nonce, { needed: Infinity, received: new Set(), done: resolve });
       timer = setTimeout(() => {
         this.counters.barrierTimeouts++;
         const waiter = this.ackWaiters.get(nonce);
-        this.log(`registration barrier: ${waiter?.received ?? 0} of ${waiter?.needed} subscribers acknowledged within ${BARRIER_TIMEOUT_MS} ms; going ahead`);
+        this.log(`registration barrier: ${waiter?.received.size ?? 0} of ${waiter?.needed} subscribers acknowledged within ${BARRIER_TIMEOUT_MS} ms; going ahead`);
         resolve();
       }, BARRIER_TIMEOUT_MS);
     });
@@ -529,7 +666,7 @@ export class ControlPlane implements ControlHooks {
       const receivers = Number(await this.control.publish(this.names.changes, binary(announceMessage(nonce, registrations))));
       const waiter = this.ackWaiters.get(nonce)!;
       waiter.needed = receivers;
-      if (waiter.received >= receivers) waiter.done();
+      if (waiter.received.size >= receivers) waiter.done();
       await acknowledged;
     } finally {
       clearTimeout(timer);
@@ -558,8 +695,19 @@ export class ControlPlane implements ControlHooks {
       do {
         this.loadAgain = false;
         try {
-          const { snapshot, indexed } = await this.readRegistries();
+          const { snapshot, indexed, foreign, secret } = await this.readRegistries();
+          // Redis lost the secret (FLUSHALL or FLUSHDB 0 sent to it directly): ours goes back, so
+          // that a proxy starting now does not make another (registrations in other databases
+          // carry tags made with ours).
+          if (secret === null && this.deploymentSecret !== null) await loadSecret(this.control, this.names.secret, this.deploymentSecret);
+          if (secret !== null && secret !== this.deploymentSecret) {
+            // Another secret than ours (first read, or Redis lost ours and a proxy stored a new
+            // one): the library must be made for it.
+            if (this.deploymentSecret !== null) this.forgetLibrary();
+            this.deploymentSecret = secret;
+          }
           this.registry.replace(this.keeper.loaded(snapshot));
+          this.foreignEntries = foreign;
           this.setIndexedDbs(indexed);
           if (makesCurrent) this.becomeCurrent();
         } catch (error) {
@@ -585,22 +733,43 @@ export class ControlPlane implements ControlHooks {
     for (const waiter of waiters) waiter();
   }
 
-  private async readRegistries(): Promise<{ snapshot: RegistrySnapshot; indexed: number[] }> {
+  /**
+   * Every database's registrations (those the library made: tagged with the secret, which is read
+   * in the same go) and which databases have index entries.
+   */
+  private async readRegistries(): Promise<{ snapshot: RegistrySnapshot; indexed: number[]; foreign: Map<number, number>; secret: string | null }> {
+    const [stored] = (await inDatabase(this.control, 0, [['GET', this.names.secret]])) as [Buffer | null];
+    const secret = stored === null ? null : stored.toString('latin1');
+    // (Redis lost it: entries are read with ours, which goes back, see loadAll.)
+    const decodeWith = secret ?? this.deploymentSecret;
     const results = await inEveryDatabase(this.control, this.databaseCount, [
       ['HGETALL', this.names.registry],
       ['ZCARD', this.names.expiry],
     ]);
     const snapshot: RegistrySnapshot = new Map();
     const indexed: number[] = [];
+    const foreign = new Map<number, number>();
     results.forEach(([reply, entries], db) => {
       const fields = reply as Buffer[];
       if (Number(entries) > 0) indexed.push(db);
       if (fields.length === 0) return;
-      const patterns = new Map<string, string>();
-      for (let i = 0; i < fields.length; i += 2) patterns.set(fields[i].toString('latin1'), fields[i + 1].toString('latin1'));
-      snapshot.set(db, patterns);
+      const patterns = new Map<string, StoredEntry>();
+      for (let i = 0; i < fields.length; i += 2) {
+        const pattern = fields[i].toString('latin1');
+        const entry = decodeWith === null ? null : this.storedEntry(decodeWith, pattern, fields[i + 1]);
+        if (entry) patterns.set(pattern, entry);
+        else foreign.set(db, (foreign.get(db) ?? 0) + 1);
+      }
+      if (patterns.size > 0) snapshot.set(db, patterns);
     });
-    return { snapshot, indexed };
+    return { snapshot, indexed, foreign, secret };
+  }
+
+  /** A registry value the library made (tag checked), or null. */
+  private storedEntry(secret: string, pattern: string, value: Buffer): StoredEntry | null {
+    const text = value.toString('latin1');
+    const decoded = decodeRegistration(secret, pattern, text);
+    return decoded === null ? null : { ...decoded, value: text };
   }
 
   private setIndexedDbs(indexed: number[]): void {
@@ -623,10 +792,12 @@ export class ControlPlane implements ControlHooks {
           const results = await inEveryDatabase(this.control, this.databaseCount, [
             ['HMGET', this.names.registry, ...batch.map(binary)],
           ]);
-          const found = batch.map(() => new Map<number, string>());
-          results.forEach(([lists], db) => {
-            (lists as Array<Buffer | null>).forEach((list, i) => {
-              if (list !== null) found[i].set(db, list.toString('latin1'));
+          const found = batch.map(() => new Map<number, StoredEntry>());
+          const secret = this.deploymentSecret;
+          results.forEach(([values], db) => {
+            (values as Array<Buffer | null>).forEach((value, i) => {
+              const entry = value === null || secret === null ? null : this.storedEntry(secret, batch[i], value);
+              if (entry !== null) found[i].set(db, entry);
             });
           });
           batch.forEach((pattern, i) => this.registry.replacePattern(pattern, found[i]));

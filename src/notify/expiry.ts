@@ -48,6 +48,8 @@ export class ExpiryReporter {
     private readonly control: Redis,
     private readonly registry: Registry,
     private readonly names: InternalNames,
+    /** The deployment's secret, which every call of the library carries. */
+    private readonly secret: () => Buffer,
     private readonly log: (line: string) => void,
   ) {
     this.rotation = setInterval(() => {
@@ -104,11 +106,14 @@ export class ExpiryReporter {
       const triples: Buffer[] = [];
       batch.forEach((key, i) => {
         if (byReaper) this.recent.add(`${db}\n${key}`);
-        index.match(key, (pattern, list) => triples.push(binary(String(i + 1)), binary(pattern), binary(list)));
+        index.match(key, (pattern, list) => {
+          // Suspended registrations get nothing the proxy would do under its own login.
+          if (!this.registry.isSuspended(db, pattern)) triples.push(binary(String(i + 1)), binary(pattern), binary(list));
+        });
       });
       const evidence = byReaper ? [] : [binary('expired')];
       const [reply] = (await inDatabase(this.control, db, [
-        ['FCALL', 'notifylist_expired', batch.length, ...batch.map(binary), triples.length / 3, ...triples, ...evidence],
+        ['FCALL', 'notifylist_expired', batch.length, ...batch.map(binary), this.secret(), triples.length / 3, ...triples, ...evidence],
       ])) as [Array<number | Buffer>];
       result.pushed += Number(reply[0]);
       result.unchanged += Number(reply[1]);
@@ -161,6 +166,7 @@ export class Reaper {
     private readonly registry: Registry,
     private readonly reporter: ExpiryReporter,
     private readonly names: InternalNames,
+    private readonly secret: () => Buffer,
     private readonly leaseMs: number,
     private readonly log: (line: string) => void,
   ) {}
@@ -187,7 +193,7 @@ export class Reaper {
     this.wakeTimer = null;
     if (this.leading) {
       this.setLeading(false);
-      await inDatabase(this.control, 0, [['FCALL', 'notifylist_release', 1, this.names.reaperLease, this.id]]).catch(() => undefined);
+      await inDatabase(this.control, 0, [['FCALL', 'notifylist_release', 1, this.names.reaperLease, this.secret(), this.id]]).catch(() => undefined);
     }
   }
 
@@ -225,7 +231,7 @@ export class Reaper {
     }
     const sent = Date.now();
     try {
-      const [held] = await inDatabase(this.control, 0, [['FCALL', 'notifylist_lease', 1, this.names.reaperLease, this.id, this.leaseMs]]);
+      const [held] = await inDatabase(this.control, 0, [['FCALL', 'notifylist_lease', 1, this.names.reaperLease, this.secret(), this.id, this.leaseMs]]);
       if (this.stopped) return;
       if (Number(held) === 1) this.leaseValidUntil = sent + this.leaseMs;
       this.setLeading(Number(held) === 1);
@@ -254,7 +260,8 @@ export class Reaper {
   /** A few bounded steps of the database's pending backfills; true if some remain. */
   private async backfill(db: number): Promise<boolean> {
     for (let step = 0; step < BACKFILL_STEPS_PER_PASS; step++) {
-      const [pending] = await inDatabase(this.control, db, [['FCALL', 'notifylist_backfill', 0, BACKFILL_COUNT]]);
+      const suspended = this.registry.suspendedIn(db).map(binary);
+      const [pending] = await inDatabase(this.control, db, [['FCALL', 'notifylist_backfill', 0, this.secret(), BACKFILL_COUNT, ...suspended]]);
       if (Number(pending) === 0) return false;
     }
     return true;

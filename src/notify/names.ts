@@ -2,11 +2,15 @@
 // from the same prefix, baked in when it is loaded: see librarySource). Keys are per database.
 export interface InternalNames {
   readonly prefix: string;
-  /** hash pattern -> event list */
+  /** hash pattern -> tagged registration (event list, owner) */
   readonly registry: string;
   /** zset key -> absolute deadline (ms, Redis clock) */
   readonly expiry: string;
-  /** string: the reaper lease holder's id (database 0 only) */
+  /** hash key -> tag of its expiry entry (made with the secret: entries added by hand are ignored) */
+  readonly expiryTags: string;
+  /** string: the deployment's secret, shared by the proxies (database 0 only; users must not get it) */
+  readonly secret: string;
+  /** string: the reaper lease, holder id and until when, tagged (database 0 only) */
   readonly reaperLease: string;
   /** channel: registration changes, announcements and their acknowledgements */
   readonly changes: string;
@@ -19,6 +23,8 @@ export function internalNames(prefix: string): InternalNames {
     prefix,
     registry: `${prefix}registry`,
     expiry: `${prefix}expiry`,
+    expiryTags: `${prefix}tags`,
+    secret: `${prefix}secret`,
     reaperLease: `${prefix}reaper`,
     changes: `${prefix}changes`,
     wake: `${prefix}wake`,

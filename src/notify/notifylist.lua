@@ -1,37 +1,84 @@
 #!lua name=notifylist
 -- The notifylist-proxy function library (Redis 7.0+). Loaded with FUNCTION LOAD REPLACE by every
--- proxy at start and after every reconnect. __PREFIX__ is replaced by the proxy's internal prefix.
+-- proxy at start and after every reconnect. The proxy bakes in (see librarySource): __PREFIX__,
+-- its internal prefix; __SECRET_HASH__, the SHA1 of the deployment's secret; and the commands it
+-- rewrites into each write function.
 --
 -- Why functions: a write and its events must commit together (one function call is atomic, is
 -- replicated as one unit and is queued as one command inside MULTI), and every path that reports an
 -- expiry must go through one atomic remove-then-push so that it is reported exactly once.
 --
 -- Per database (a function runs in its caller's selected database, so "this db" is implicit):
---   __PREFIX__registry  hash  pattern -> list
+--   __PREFIX__registry  hash  pattern -> tagged registration: list and owner (registry_value)
 --   __PREFIX__expiry    zset  key -> absolute deadline in ms (Redis clock, PEXPIRETIME)
+--   __PREFIX__tags      hash  key -> tag of its expiry entry (key, deadline)
 --   __PREFIX__stats     hash  events -> number of events pushed
 --   __PREFIX__backfill  hash  pattern -> SCAN cursor of its pending backfill
---   __PREFIX__targets   hash  list -> number of registrations pointing at it (derived from the
---                             registry: rebuilt when missing). Event targets produce no events
+--   __PREFIX__targets   hash  list -> tagged number of registrations pointing at it (derived from
+--                             the registry: rebuilt when missing). Event targets produce no events
 --                             of their own and are never indexed: a write to one runs plainly.
+-- In database 0: __PREFIX__reaper (the reaper lease, tagged) and __PREFIX__secret (the secret:
+-- read by proxies only, never by this library).
 -- Channels: __PREFIX__changes (registry changes: see src/notify/changes.ts for the messages),
 -- __PREFIX__wake (a new earliest deadline).
 --
 -- The proxy matches keys against its cached registry and passes candidate (pattern, list) pairs;
 -- every pair is verified here against the registry before use, so a stale proxy cache can only
 -- cost an extra lookup, never a wrong event.
+--
+-- Trust: these functions run with the caller's ACL user, so users who write registered keys need
+-- rights on some internal keys (README: Security and trust model). What they could write there
+-- by hand must never be taken for the library's own: every call must come from a proxy (it
+-- carries the deployment's secret, see from_proxy), and every entry that leads to an event
+-- (registration, event-target count, expiry entry, lease) carries a tag made with the secret.
 
 -- Bumped whenever a function's interface or behaviour changes: a proxy never replaces a newer one.
-local LIBRARY_VERSION = 2
+local LIBRARY_VERSION = 3
 
 local PREFIX = '__PREFIX__'
 local REGISTRY = PREFIX .. 'registry'
 local EXPIRY = PREFIX .. 'expiry'
+local TAGS = PREFIX .. 'tags'
 local STATS = PREFIX .. 'stats'
 local BACKFILL = PREFIX .. 'backfill'
 local TARGETS = PREFIX .. 'targets'
 local CHANGES = PREFIX .. 'changes'
 local WAKE = PREFIX .. 'wake'
+local SECRET_HASH = '__SECRET_HASH__'
+-- The commands the proxy rewrites into notifylist_write (refused above maxmemory, like them) and
+-- into notifylist_write_allow_oom (the others): each function runs only its own.
+local DENYOOM_WRITES = { __DENYOOM_WRITES__ }
+local OTHER_WRITES = { __OTHER_WRITES__ }
+
+-- ---- Calls from proxies, and tags ----
+
+-- Every call from a proxy carries the deployment's secret as its first argument (FCALL arguments
+-- are shown only by MONITOR and SLOWLOG, admin commands; the proxies keep the secret in a key users
+-- are not given). A call without it is refused: no user can call these functions directly. Once a
+-- call has proven the secret, later calls compare one string.
+local proven_secret = nil
+local tag_inner, tag_outer = nil, nil
+local function from_proxy(secret)
+  if proven_secret ~= nil and secret == proven_secret then return true end
+  if type(secret) ~= 'string' or redis.sha1hex(secret) ~= SECRET_HASH then return false end
+  proven_secret = secret
+  tag_inner = redis.sha1hex('notifylist tag inner ' .. secret)
+  tag_outer = redis.sha1hex('notifylist tag outer ' .. secret)
+  return true
+end
+
+local function not_from_proxy()
+  return redis.error_reply("ERR notifylist: this library's functions are called by notifylist-proxy only")
+end
+
+-- A tag over the fields that only holders of the secret can make (as HMAC: two SHA1s, with keys
+-- derived from the secret; fields length-prefixed, so no two field lists give the same input).
+-- src/security/secret.ts computes the same.
+local function tag(...)
+  local fields = { ... }
+  for i = 1, #fields do fields[i] = #fields[i] .. ':' .. fields[i] end
+  return redis.sha1hex(tag_outer .. redis.sha1hex(tag_inner .. table.concat(fields)))
+end
 
 local function arity_error(command)
   return redis.error_reply("ERR wrong number of arguments for '" .. command .. "' command")
@@ -143,12 +190,46 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
+-- A registry value: <tag><owner length>:<owner><list>, the tag over (pattern, list, owner). The
+-- owner is the ACL user who registered it ('' for registrations older than owners); the proxy
+-- checks its rights for what it does for the registration under its own login.
+local function registry_value(pattern, list, owner)
+  return tag('registration', pattern, list, owner) .. #owner .. ':' .. owner .. list
+end
+
+-- The list and owner of a registry value the library made for `pattern`, else nil (no value, or
+-- one written by hand). Checked values are remembered (one lookup next time; bounded).
+local checked_values, checked_count = {}, 0
+local function registration(pattern, value)
+  if not value then return nil end
+  local known = checked_values[value]
+  if known and known.pattern == pattern then return known.list, known.owner end
+  local digits = string.match(value, '^(%d+):', 41)
+  if not digits then return nil end
+  local owner_from = 41 + #digits + 1
+  local owner_to = owner_from + tonumber(digits) - 1
+  if owner_to > #value then return nil end
+  local owner, list = string.sub(value, owner_from, owner_to), string.sub(value, owner_to + 1)
+  if string.sub(value, 1, 40) ~= tag('registration', pattern, list, owner) then return nil end
+  if checked_count >= 10000 then checked_values, checked_count = {}, 0 end
+  checked_values[value] = { pattern = pattern, list = list, owner = owner }
+  checked_count = checked_count + 1
+  return list, owner
+end
+
+-- The list of `pattern` in this database's registry (nil: not registered), and its owner.
+local function registered_list(pattern)
+  return registration(pattern, redis.call('HGET', REGISTRY, pattern))
+end
+
 -- ARGV[first] = number of candidate triples, then (key index, pattern, list) triples; the key
 -- index may be a range `first-last` (consecutive keys with the same candidate, as in a large MSET).
 -- Returns: per key index, the verified lists (deduplicated, in first-seen order); index after.
 -- Keys with the same lists share one table (so a large MSET makes a few tables, not one per key):
 -- callers must not modify them. Indexes above `key_count` are ignored (a direct FCALL with a
 -- huge range must not keep Redis busy).
+-- Where the candidates start in the ARGV of notifylist_write (after the secret).
+local CANDIDATES_AT = 2
 local NO_LISTS = {} -- never modified
 local function verified_lists(argv, first, key_count)
   local count = tonumber(argv[first])
@@ -179,7 +260,7 @@ local function verified_lists(argv, first, key_count)
     local indexes, pattern, list = argv[base], argv[base + 1], argv[base + 2]
     local registered = current[pattern]
     if registered == nil then
-      registered = redis.call('HGET', REGISTRY, pattern)
+      registered = registered_list(pattern) or false
       current[pattern] = registered
     end
     if registered == list then
@@ -217,22 +298,49 @@ local function check_registry_read()
   return nil
 end
 
+-- A TARGETS value: <count>:<tag over (list, count)>.
+local function target_value(list, count)
+  local text = string.format('%d', count)
+  return text .. ':' .. tag('target', list, text)
+end
+
+-- The count of a TARGETS value the library made for `list`, else nil.
+local function target_count(list, value)
+  if not value then return nil end
+  local count, made = string.match(value, '^(%d+):(%x+)$')
+  if not count or made ~= tag('target', list, count) then return nil end
+  return tonumber(count)
+end
+
 -- TARGETS is derived from the registry: rebuilt when missing while registrations exist (after a
 -- flush, or with a registry written by an older library).
 local function ensure_targets()
   if redis.call('TYPE', TARGETS)['ok'] ~= 'none' then return end
   local fields = redis.call('HGETALL', REGISTRY)
-  for i = 2, #fields, 2 do redis.call('HINCRBY', TARGETS, fields[i], 1) end
+  local counts, lists = {}, {}
+  for i = 1, #fields, 2 do
+    local list = registration(fields[i], fields[i + 1])
+    if list then
+      if not counts[list] then lists[#lists + 1] = list end
+      counts[list] = (counts[list] or 0) + 1
+    end
+  end
+  for _, list in ipairs(lists) do redis.call('HSET', TARGETS, list, target_value(list, counts[list])) end
 end
 
--- Keeps TARGETS true when `pattern` is about to point at `list` (nil: about to be unregistered).
--- Call before the registry changes.
-local function track_target(pattern, list)
+-- Adds `delta` to the number of registrations pointing at `list`.
+local function count_target(list, delta)
+  local count = (target_count(list, redis.call('HGET', TARGETS, list)) or 0) + delta
+  if count > 0 then redis.call('HSET', TARGETS, list, target_value(list, count)) else redis.call('HDEL', TARGETS, list) end
+end
+
+-- Keeps TARGETS true when `pattern`, registered to `old` (nil: not registered), is about to point
+-- at `list` (nil: about to be unregistered). Call before the registry changes.
+local function track_target(old, list)
   ensure_targets()
-  local old = redis.call('HGET', REGISTRY, pattern)
   if old == list then return end
-  if old and redis.call('HINCRBY', TARGETS, old, -1) <= 0 then redis.call('HDEL', TARGETS, old) end
-  if list then redis.call('HINCRBY', TARGETS, list, 1) end
+  if old then count_target(old, -1) end
+  if list then count_target(list, 1) end
 end
 
 -- Lua 5.1 unpacks at most about 8000 values onto its C stack: larger MSET/MSETNX/DEL/UNLINK
@@ -297,17 +405,20 @@ end
 -- Many keys and few targets: the targets are read once instead of looking up every key.
 local function drop_targets(keys, lists_by_key)
   if next(lists_by_key) == nil then return end
-  if #keys > 16 and redis.acl_check_cmd('hlen', TARGETS) and redis.acl_check_cmd('hkeys', TARGETS)
+  if #keys > 16 and redis.acl_check_cmd('hlen', TARGETS) and redis.acl_check_cmd('hgetall', TARGETS)
     and redis.call('HLEN', TARGETS) < #keys then
     local targets = {}
-    for _, target in ipairs(redis.call('HKEYS', TARGETS)) do targets[target] = true end
+    local fields = redis.call('HGETALL', TARGETS)
+    for i = 1, #fields, 2 do
+      if target_count(fields[i], fields[i + 1]) then targets[fields[i]] = true end
+    end
     for index, key in ipairs(keys) do
       if targets[key] then lists_by_key[index] = nil end
     end
     return
   end
-  for index, count in pairs(lookup_each(keys, lists_by_key, 'HGET', 'HMGET', TARGETS)) do
-    if count then lists_by_key[index] = nil end
+  for index, value in pairs(lookup_each(keys, lists_by_key, 'HGET', 'HMGET', TARGETS)) do
+    if target_count(keys[index], value) then lists_by_key[index] = nil end
   end
 end
 
@@ -328,6 +439,9 @@ local function check_internal_access()
     if not redis.acl_check_cmd(command, EXPIRY, 'x', 'x') then return no_permission('run ' .. command .. ' on ' .. EXPIRY) end
   end
   if not redis.acl_check_cmd('zadd', EXPIRY, '0', 'x') then return no_permission('run zadd on ' .. EXPIRY) end
+  for _, command in ipairs({ 'hget', 'hset', 'hdel' }) do
+    if not redis.acl_check_cmd(command, TAGS, 'x', 'x') then return no_permission('run ' .. command .. ' on ' .. TAGS) end
+  end
   if not redis.acl_check_cmd('hincrby', STATS, 'events', '1') then return no_permission('run hincrby on ' .. STATS) end
   if not redis.acl_check_cmd('time') then return no_permission('run time') end
   if not redis.acl_check_cmd('publish', WAKE, 'x') then return no_permission('publish to ' .. WAKE) end
@@ -513,6 +627,32 @@ local function key_deadline(key)
   return redis.call('PEXPIRETIME', key)
 end
 
+-- Expiry entries: the deadline in EXPIRY, and in TAGS a tag over (key, deadline) that says the
+-- library made the entry (an entry added by hand is never reported).
+local function expiry_tag(key, deadline)
+  return tag('expiry', key, string.format('%d', deadline))
+end
+
+local function index_key(key, deadline)
+  redis.call('ZADD', EXPIRY, deadline, key)
+  redis.call('HSET', TAGS, key, expiry_tag(key, deadline))
+end
+
+local function unindex_key(key)
+  redis.call('ZREM', EXPIRY, key)
+  redis.call('HDEL', TAGS, key)
+end
+
+-- Many keys' entries at once (in slices).
+local function unindex_keys(keys)
+  pcall_in_slices('ZREM', EXPIRY, keys, 1)
+  pcall_in_slices('HDEL', TAGS, keys, 1)
+end
+
+local function made_by_library(key, deadline)
+  return redis.call('HGET', TAGS, key) == expiry_tag(key, deadline)
+end
+
 -- The one place that reports an indexed key's expiry: removes or corrects the index entry, and
 -- pushes `expired` only if the indexed incarnation is really gone after its deadline. Touching the
 -- key (OBJECT ENCODING) lets Redis delete it now if it is due, so Redis's own notifications agree
@@ -529,13 +669,18 @@ local function settle(key, lists, now, deadline, expired_by_redis)
   local current = key_deadline(key)
   -- Still the indexed incarnation (due on our clock but not yet on Redis's script clock: later).
   if current == deadline then return 0, true, true end
+  -- An entry added by hand: dropped, never reported nor carried over.
+  if not made_by_library(key, deadline) then
+    unindex_key(key)
+    return 0, false, false
+  end
   local pushed = 0
   if deadline < now and (current == -2 or expired_by_redis) then pushed = push_event(key, 'expired', lists) end
   if current < 0 then
-    redis.call('ZREM', EXPIRY, key)
+    unindex_key(key)
     return pushed, false, false
   end
-  redis.call('ZADD', EXPIRY, current, key)
+  index_key(key, current)
   return pushed, true, false
 end
 
@@ -591,11 +736,11 @@ end
 local function sync_index(key, had_entry, surely_exists)
   local deadline = surely_exists and redis.call('PEXPIRETIME', key) or key_deadline(key)
   if deadline > 0 then
-    redis.call('ZADD', EXPIRY, deadline, key)
+    index_key(key, deadline)
     local first = redis.call('ZRANGE', EXPIRY, 0, 0)[1]
     if first == key then redis.call('PUBLISH', WAKE, deadline) end
   elseif had_entry ~= false then
-    redis.call('ZREM', EXPIRY, key)
+    unindex_key(key)
   end
   return deadline
 end
@@ -614,7 +759,7 @@ end
 -- skipped.
 local function index_in_other_db(db, key, argv, now)
   redis.call('SELECT', db)
-  local lists_by_key = verified_lists(argv, 1, 2)
+  local lists_by_key = verified_lists(argv, CANDIDATES_AT, 2)
   drop_targets({ key, key }, lists_by_key)
   local lists = lists_by_key[2]
   if not lists then return end
@@ -642,23 +787,28 @@ local function keys_in_args(name, args)
   return keys
 end
 
--- FCALL notifylist_write <numkeys> <keys...> <candidates...> <command> <args...>
+-- FCALL notifylist_write <numkeys> <keys...> <secret> <candidates...> <command> <args...>
 -- Runs the client's command with pcall and, only if it wrote, pushes one `set` event per
 -- (written key, verified list); keeps the expiry index true. Returns the command's own reply.
 -- Candidate key indexes refer to KEYS (a large MSET, MSETNX, DEL or UNLINK: to its keys, sent
 -- without KEYS); for MOVE, KEYS[2] stands for the key in the target db.
 -- Every check comes before the first write; nothing after the command can fail.
-local function notifylist_write(keys, argv)
+local function notifylist_write(keys, argv, allowed)
+  if not from_proxy(argv[1]) then return not_from_proxy() end
   local refused = check_registry_read()
   if refused then return refused end
   -- (Keys read from the command's arguments are fewer than the arguments.)
-  local lists_by_key, command_at = verified_lists(argv, 1, #keys > 0 and #keys or #argv)
+  local lists_by_key, command_at = verified_lists(argv, CANDIDATES_AT, #keys > 0 and #keys or #argv)
   local args, argc = {}, 0
   for i = command_at, #argv do
     argc = argc + 1
     args[argc] = argv[i]
   end
+  if argc == 0 then return arity_error('fcall') end
   local name = string.lower(args[1])
+  if not allowed[name] then
+    return redis.error_reply('ERR notifylist: ' .. name .. ' is not a command this function runs')
+  end
   if #keys == 0 then
     keys = keys_in_args(name, args)
     -- Redis checks declared KEYS before running FCALL; for undeclared ones, the same refusal.
@@ -732,13 +882,13 @@ local function notifylist_write(keys, argv)
           end
         end
       end
-      pcall_in_slices('ZREM', EXPIRY, unindexed, 1)
+      unindex_keys(unindexed)
       push_events(events)
     end
   elseif not is_error(reply) then
     if name == 'move' then
       if reply == 1 then
-        redis.call('ZREM', EXPIRY, keys[1])
+        unindex_key(keys[1])
         index_in_other_db(args[3], keys[1], argv, before)
       end
     elseif name == 'copy' and copy_target_db(args) then
@@ -749,7 +899,7 @@ local function notifylist_write(keys, argv)
       for index, key in ipairs(keys) do
         if indexed[index] then unindexed[#unindexed + 1] = key end
       end
-      pcall_in_slices('ZREM', EXPIRY, unindexed, 1)
+      unindex_keys(unindexed)
     else
       for index, key in ipairs(keys) do
         if lists_by_key[index] then sync_index(key, indexed[index] or false) end
@@ -759,22 +909,31 @@ local function notifylist_write(keys, argv)
   return reply
 end
 
--- FCALL notifylist_flush 0 <databases> FLUSHDB|FLUSHALL [ASYNC|SYNC]
+-- FCALL notifylist_flush 0 <secret> <databases> FLUSHDB|FLUSHALL [ASYNC|SYNC]
 -- Registrations are configuration, like function libraries: a flush through the proxy removes
--- every key (and with them the expiry index) but keeps the registrations.
+-- every key (and with them the expiry index) but keeps the registrations, and the deployment's
+-- secret in database 0 if the caller may read it (else the proxies write it back).
+local FLUSHES = { flushdb = true, flushall = true }
 local function notifylist_flush(_, argv)
-  local databases = tonumber(argv[1])
+  if not from_proxy(argv[1]) then return not_from_proxy() end
+  local databases = tonumber(argv[2])
   local args = {}
-  for i = 2, #argv do args[#args + 1] = argv[i] end
+  for i = 3, #argv do args[#args + 1] = argv[i] end
+  if #args == 0 or #args > 2 or not FLUSHES[string.lower(args[1])] then
+    return redis.error_reply('ERR notifylist: notifylist_flush runs FLUSHDB and FLUSHALL only')
+  end
   local all = string.lower(args[1]) == 'flushall'
   local saved = {}
+  local secret_key, secret = PREFIX .. 'secret', nil
   if all then
     for db = 0, databases - 1 do
       redis.call('SELECT', db)
       saved[db] = redis.call('HGETALL', REGISTRY)
+      if db == 0 then secret = redis.pcall('GET', secret_key) end
     end
   else
     saved[-1] = redis.call('HGETALL', REGISTRY)
+    secret = redis.pcall('GET', secret_key)
   end
   local reply = redis.pcall(unpack(args))
   if is_error(reply) then return reply end
@@ -786,14 +945,22 @@ local function notifylist_flush(_, argv)
       ensure_targets()
     end
   end
+  if type(secret) == 'string' then
+    if all then redis.call('SELECT', 0) end
+    redis.pcall('SET', secret_key, secret)
+  end
   return reply
 end
 
--- FCALL notifylist_swapdb 0 SWAPDB <index1> <index2>: registrations are per database and move
--- with the data; the change message, published when the swap really happens (also at EXEC),
+-- FCALL notifylist_swapdb 0 <secret> SWAPDB <index1> <index2>: registrations are per database and
+-- move with the data; the change message, published when the swap really happens (also at EXEC),
 -- makes every proxy reload its registry.
 local function notifylist_swapdb(_, argv)
-  local reply = redis.pcall(unpack(argv))
+  if not from_proxy(argv[1]) then return not_from_proxy() end
+  if #argv ~= 4 or string.lower(argv[2]) ~= 'swapdb' then
+    return redis.error_reply('ERR notifylist: notifylist_swapdb runs SWAPDB only')
+  end
+  local reply = redis.pcall(argv[2], argv[3], argv[4])
   if not is_error(reply) then redis.call('PUBLISH', CHANGES, 'reload') end
   return reply
 end
@@ -803,19 +970,34 @@ local function blocked_targets()
   local fields = redis.call('HGETALL', TARGETS)
   local count = 0
   for i = 1, #fields, 2 do
-    if other_type(fields[i]) then count = count + 1 end
+    if target_count(fields[i], fields[i + 1]) and other_type(fields[i]) then count = count + 1 end
   end
   return count
 end
 
--- FCALL notifylist_info 0 <databases> <n> <n proxy state lines> <the client's arguments...>
+-- The reaper lease (the proxy that runs backfills and reaps first): <holder>|<until ms>|<tag>, the
+-- tag over (holder, until). A value set by hand is no lease; a copied one runs out at its `until`.
+local function lease_value(holder, until_ms)
+  local text = string.format('%d', until_ms)
+  return holder .. '|' .. text .. '|' .. tag('lease', holder, text)
+end
+
+local function lease_holder(value, now)
+  if type(value) ~= 'string' then return nil end
+  local holder, until_ms, made = string.match(value, '^(.*)|(%d+)|(%x+)$')
+  if not holder or made ~= tag('lease', holder, until_ms) or tonumber(until_ms) < now then return nil end
+  return holder
+end
+
+-- FCALL notifylist_info 0 <secret> <databases> <n> <n proxy state lines> <the client's arguments...>
 -- INFO-style text: this proxy's state (name:value lines, from the proxy) and, per database, what
 -- Redis holds.
 local function notifylist_info(_, argv)
-  local databases, fields = tonumber(argv[1]), tonumber(argv[2])
-  if #argv ~= 2 + fields then return arity_error('notifylist.info') end
+  if not from_proxy(argv[1]) then return not_from_proxy() end
+  local databases, fields = tonumber(argv[2]), tonumber(argv[3])
+  if #argv ~= 3 + fields then return arity_error('notifylist.info') end
   local lines = { '# notifylist' }
-  for i = 3, 2 + fields do lines[#lines + 1] = argv[i] end
+  for i = 4, 3 + fields do lines[#lines + 1] = argv[i] end
   local now = now_ms()
   for db = 0, databases - 1 do
     redis.call('SELECT', db)
@@ -823,7 +1005,7 @@ local function notifylist_info(_, argv)
     local indexed = redis.call('ZCARD', EXPIRY)
     local events = tonumber(redis.call('HGET', STATS, 'events')) or 0
     if db == 0 then
-      local holder = redis.call('GET', PREFIX .. 'reaper')
+      local holder = lease_holder(redis.call('GET', PREFIX .. 'reaper'), now)
       lines[#lines + 1] = 'reaper_lease_holder:' .. (holder or '')
     end
     if registrations > 0 or indexed > 0 or events > 0 then
@@ -835,14 +1017,15 @@ local function notifylist_info(_, argv)
   return table.concat(lines, '\r\n') .. '\r\n'
 end
 
--- FCALL notifylist_expired <numkeys> <keys...> <candidates...> [expired]
+-- FCALL notifylist_expired <numkeys> <keys...> <secret> <candidates...> [expired]
 -- Reports keys whose indexed deadline has passed (from the keyevent subscription, which passes
 -- `expired`: Redis published `expired` for these keys, or from the reaper). A key whose event list
 -- holds another type is held back (its entry stays, untouched) until the list is fixed; the other
 -- keys are reported. Returns { events pushed, entries left unchanged (held back or not yet due on
 -- Redis's clock), then per event list held back: its name and the type it holds }.
 local function notifylist_expired(keys, argv)
-  local lists_by_key, after = verified_lists(argv, 1, #keys)
+  if not from_proxy(argv[1]) then return not_from_proxy() end
+  local lists_by_key, after = verified_lists(argv, 2, #keys)
   local expired_by_redis = argv[after] == 'expired'
   local refused = check_registry_read()
   if refused then return refused end
@@ -890,14 +1073,19 @@ local function notifylist_expired(keys, argv)
   return reply
 end
 
--- FCALL notifylist_backfill 0 <count>: bounded SCAN steps of pending backfills: index the keys
--- that match a pending pattern, have a TTL and no entry yet. A step costs what it scans (about
--- min(DBSIZE, count) per SCAN call, a budget of 4 x count per call): patterns are picked without
--- reading them all, and a small database lets one call finish many patterns. Returns the number
--- of backfills still pending.
+-- FCALL notifylist_backfill 0 <secret> <count> [<pattern> ...]: bounded SCAN steps of pending
+-- backfills: index the keys that match a pending pattern, have a TTL and no entry yet. A step costs
+-- what it scans (about min(DBSIZE, count) per SCAN call, a budget of 4 x count per call): patterns
+-- are picked without reading them all, and a small database lets one call finish many patterns.
+-- The patterns given are suspended (their owners may no longer read what they match, the proxy
+-- checks): they are not backfilled, since the SCAN runs under the proxy's login. Returns the
+-- backfills still pending.
 local function notifylist_backfill(_, argv)
+  if not from_proxy(argv[1]) then return not_from_proxy() end
   ensure_targets()
-  local count = tonumber(argv[1])
+  local count = tonumber(argv[2])
+  local suspended = {}
+  for i = 3, #argv do suspended[argv[i]] = true end
   local budget = 4 * count
   local per_scan = math.min(redis.call('DBSIZE'), count) + 1
   local pending = redis.call('HLEN', BACKFILL)
@@ -905,16 +1093,17 @@ local function notifylist_backfill(_, argv)
   while pending > 0 and budget > 0 do
     local picked = redis.call('HRANDFIELD', BACKFILL, 1, 'WITHVALUES')
     local pattern, cursor = picked[1], picked[2]
-    if not redis.call('HGET', REGISTRY, pattern) then
+    if not registered_list(pattern) or suspended[pattern] then
       redis.call('HDEL', BACKFILL, pattern)
       pending = pending - 1
     else
       local step = redis.call('SCAN', cursor, 'MATCH', pattern, 'COUNT', count)
       budget = budget - per_scan
       for _, key in ipairs(step[2]) do
-        if not starts_with(key, PREFIX) and not redis.call('HGET', TARGETS, key) then
+        if not starts_with(key, PREFIX) and not target_count(key, redis.call('HGET', TARGETS, key)) then
           local deadline = redis.call('PEXPIRETIME', key)
           if deadline > 0 and redis.call('ZADD', EXPIRY, 'NX', deadline, key) == 1 then
+            redis.call('HSET', TAGS, key, expiry_tag(key, deadline))
             if not earliest or deadline < earliest then earliest = deadline end
           end
         end
@@ -931,63 +1120,129 @@ local function notifylist_backfill(_, argv)
   return pending
 end
 
--- FCALL notifylist_set 0 <pattern> <list>
+-- Registration (NOTIFYLIST.SET / DEL) runs on the client's own connection, as its user. The proxy
+-- passes who that user is and whether it may read every key the pattern can match (it asks Redis
+-- for the user's rules: ACL GETUSER); `refusal` is '' or the error to return. Here the user must
+-- also be able to push to the event list and, to replace or remove a registration, to push to the
+-- list it points at now: nobody can reroute or drop events they could not have received.
+local function check_registration(pattern, refusal, old_list)
+  if refusal ~= '' then return redis.error_reply(refusal) end
+  if old_list and not redis.acl_check_cmd('rpush', old_list, 'x') then
+    return no_permission('change the registration of ' .. pattern .. ': it may not RPUSH to its event list ' .. old_list)
+  end
+  return nil
+end
+
+-- FCALL notifylist_set 0 <secret> <owner> <refusal> <pattern> <list>
 local function notifylist_set(_, argv)
-  if #argv ~= 2 then return arity_error('notifylist.set') end
-  local pattern, list = argv[1], argv[2]
+  if not from_proxy(argv[1]) then return not_from_proxy() end
+  if #argv ~= 5 then return arity_error('notifylist.set') end
+  local owner, refusal, pattern, list = argv[2], argv[3], argv[4], argv[5]
   if starts_with(list, PREFIX) then
     return redis.error_reply('ERR notifylist: the list name must not start with the internal prefix ' .. PREFIX)
   end
   if not redis.acl_check_cmd('hset', REGISTRY, pattern, list) then
     return no_permission('write ' .. REGISTRY)
   end
-  track_target(pattern, list)
-  redis.call('HSET', REGISTRY, pattern, list)
+  local old_list = registered_list(pattern)
+  local refused = check_registration(pattern, refusal, old_list ~= list and old_list or nil)
+  if refused then return refused end
+  if not redis.acl_check_cmd('rpush', list, 'x') then
+    return no_permission('RPUSH to the event list ' .. list)
+  end
+  track_target(old_list, list)
+  redis.call('HSET', REGISTRY, pattern, registry_value(pattern, list, owner))
   -- Keys that already match and already have a TTL get indexed in the background.
   redis.call('HSET', BACKFILL, pattern, '0')
   redis.call('PUBLISH', CHANGES, string.format('set %d:%d:', #pattern, #list) .. pattern .. list)
   return redis.status_reply('OK')
 end
 
--- FCALL notifylist_del 0 <pattern>
+-- FCALL notifylist_del 0 <secret> <owner> <refusal> <pattern>
 local function notifylist_del(_, argv)
-  if #argv ~= 1 then return arity_error('notifylist.del') end
-  if not redis.acl_check_cmd('hdel', REGISTRY, argv[1]) then
+  if not from_proxy(argv[1]) then return not_from_proxy() end
+  if #argv ~= 4 then return arity_error('notifylist.del') end
+  local pattern = argv[4]
+  if not redis.acl_check_cmd('hdel', REGISTRY, pattern) then
     return no_permission('write ' .. REGISTRY)
   end
-  track_target(argv[1], nil)
-  local removed = redis.call('HDEL', REGISTRY, argv[1])
-  redis.call('HDEL', BACKFILL, argv[1])
-  if removed == 1 then redis.call('PUBLISH', CHANGES, 'del ' .. argv[1]) end
+  local old_list = registered_list(pattern)
+  local refused = check_registration(pattern, argv[3], old_list)
+  if refused then return refused end
+  track_target(old_list, nil)
+  local removed = redis.call('HDEL', REGISTRY, pattern)
+  redis.call('HDEL', BACKFILL, pattern)
+  if removed == 1 then redis.call('PUBLISH', CHANGES, 'del ' .. pattern) end
+  -- A value written by hand is removed too, but it never was a registration.
+  if not old_list then return 0 end
   return removed
 end
 
--- FCALL_RO notifylist_list 0
+-- FCALL_RO notifylist_list 0 <secret>: pattern, list, ... of this database's registrations.
 local function notifylist_list(_, argv)
-  if #argv ~= 0 then return arity_error('notifylist.list') end
+  if not from_proxy(argv[1]) then return not_from_proxy() end
+  if #argv ~= 1 then return arity_error('notifylist.list') end
   if not redis.acl_check_cmd('hgetall', REGISTRY) then
     return no_permission('read ' .. REGISTRY)
   end
-  return redis.call('HGETALL', REGISTRY)
+  local fields = redis.call('HGETALL', REGISTRY)
+  local reply = {}
+  for i = 1, #fields, 2 do
+    local list = registration(fields[i], fields[i + 1])
+    if list then
+      reply[#reply + 1] = fields[i]
+      reply[#reply + 1] = list
+    end
+  end
+  return reply
 end
 
--- FCALL notifylist_lease 1 <lease key> <holder id> <ttl ms>: take or renew the reaper lease.
+-- FCALL notifylist_lease 1 <lease key> <secret> <holder id> <ttl ms>: take or renew the lease.
 local function notifylist_lease(keys, argv)
-  local holder = redis.call('GET', keys[1])
-  if holder == false or holder == argv[1] then
-    redis.call('SET', keys[1], argv[1], 'PX', argv[2])
+  if not from_proxy(argv[1]) then return not_from_proxy() end
+  local now = now_ms()
+  local holder = lease_holder(redis.call('GET', keys[1]), now)
+  if holder == nil or holder == argv[2] then
+    redis.call('SET', keys[1], lease_value(argv[2], now + tonumber(argv[3])), 'PX', argv[3])
     return 1
   end
   return 0
 end
 
--- FCALL notifylist_release 1 <lease key> <holder id>
+-- FCALL notifylist_release 1 <lease key> <secret> <holder id>
 local function notifylist_release(keys, argv)
-  if redis.call('GET', keys[1]) == argv[1] then
+  if not from_proxy(argv[1]) then return not_from_proxy() end
+  if lease_holder(redis.call('GET', keys[1]), now_ms()) == argv[2] then
     redis.call('DEL', keys[1])
     return 1
   end
   return 0
+end
+
+-- FCALL notifylist_migrate 0 <secret>: once, when a proxy replaces a library older than version 3
+-- (before tags), the entries that library made in this database get their tags (registrations
+-- get the owner '', which stands for the proxy's own user). Returns the entries tagged.
+local function notifylist_migrate(_, argv)
+  if not from_proxy(argv[1]) then return not_from_proxy() end
+  local tagged = 0
+  local fields = redis.call('HGETALL', REGISTRY)
+  for i = 1, #fields, 2 do
+    if not registration(fields[i], fields[i + 1]) then
+      redis.call('HSET', REGISTRY, fields[i], registry_value(fields[i], fields[i + 1], ''))
+      tagged = tagged + 1
+    end
+  end
+  redis.call('DEL', TARGETS)
+  ensure_targets()
+  local entries = redis.call('ZRANGE', EXPIRY, 0, -1, 'WITHSCORES')
+  for i = 1, #entries, 2 do
+    local key, deadline = entries[i], tonumber(entries[i + 1])
+    if not made_by_library(key, deadline) then
+      redis.call('HSET', TAGS, key, expiry_tag(key, deadline))
+      tagged = tagged + 1
+    end
+  end
+  return tagged
 end
 
 -- FCALL_RO notifylist_version 0: which library this is (proxies never replace a newer one).
@@ -995,10 +1250,25 @@ local function notifylist_version()
   return LIBRARY_VERSION
 end
 
+-- FCALL_RO notifylist_deployment 0: the SHA1 of the secret this library was loaded with (a proxy
+-- with another secret loads its own).
+local function notifylist_deployment()
+  return SECRET_HASH
+end
+
+local function write_denyoom(keys, argv)
+  return notifylist_write(keys, argv, DENYOOM_WRITES)
+end
+
+local function write_others(keys, argv)
+  return notifylist_write(keys, argv, OTHER_WRITES)
+end
+
 -- Redis refuses some commands above maxmemory (denyoom: SET, COPY, RESTORE, ...) and not others
 -- (DEL, EXPIRE, FLUSHALL, SWAPDB, ...): each runs through a function that is refused exactly then.
-redis.register_function('notifylist_write', notifylist_write)
-redis.register_function{ function_name = 'notifylist_write_allow_oom', callback = notifylist_write, flags = { 'allow-oom' } }
+local ALWAYS = { 'no-writes', 'allow-stale', 'allow-oom' }
+redis.register_function('notifylist_write', write_denyoom)
+redis.register_function{ function_name = 'notifylist_write_allow_oom', callback = write_others, flags = { 'allow-oom' } }
 redis.register_function('notifylist_expired', notifylist_expired)
 redis.register_function{ function_name = 'notifylist_flush', callback = notifylist_flush, flags = { 'allow-oom' } }
 redis.register_function{ function_name = 'notifylist_swapdb', callback = notifylist_swapdb, flags = { 'allow-oom' } }
@@ -1009,4 +1279,6 @@ redis.register_function('notifylist_del', notifylist_del)
 redis.register_function{ function_name = 'notifylist_list', callback = notifylist_list, flags = { 'no-writes' } }
 redis.register_function('notifylist_lease', notifylist_lease)
 redis.register_function('notifylist_release', notifylist_release)
-redis.register_function{ function_name = 'notifylist_version', callback = notifylist_version, flags = { 'no-writes', 'allow-stale', 'allow-oom' } }
+redis.register_function('notifylist_migrate', notifylist_migrate)
+redis.register_function{ function_name = 'notifylist_version', callback = notifylist_version, flags = ALWAYS }
+redis.register_function{ function_name = 'notifylist_deployment', callback = notifylist_deployment, flags = ALWAYS }

@@ -30,7 +30,7 @@ export async function restoreAfterRestart(control: Redis, known: RegistrySnapsho
   let count = 0;
   for (const db of databases) {
     const fields: Buffer[] = [];
-    for (const [pattern, list] of known.get(db)!) fields.push(binary(pattern), binary(list));
+    for (const [pattern, entry] of known.get(db)!) fields.push(binary(pattern), binary(entry.value));
     pipeline.select(db).callBuffer('HSET', registry, ...fields);
     count += fields.length / 2;
   }

@@ -91,12 +91,22 @@ function commandName(frame: RequestFrame): string | undefined {
   return undefined;
 }
 
+/** The commands rewritten into each write function (the library runs each function's only). */
+export function rewrittenCommands(): { denyoom: string[]; others: string[] } {
+  const denyoom: string[] = [];
+  const others: string[] = [];
+  for (const [name, command] of WRITE_COMMANDS) (command.denyoom ? denyoom : others).push(name);
+  return { denyoom, others };
+}
+
 /** What the rewriter needs to know of the client's session. */
 export interface SessionState {
   /** Candidate registrations of every database (the proxy's registry view, announced ones included). */
   registry: PatternIndex;
   /** The client has sent AUTH (or HELLO ... AUTH) since it connected or RESET. */
   authAttempted: boolean;
+  /** The ACL user the session is authenticated as (registrations are authorized for it). */
+  user: string;
 }
 
 interface CandidateRun {
@@ -106,8 +116,12 @@ interface CandidateRun {
   list: string;
 }
 
-/** `hold`: the replacement may go to Redis only once this resolves (the session waits, in order). */
-export type Rewrite = { kind: 'forward' } | { kind: 'replace'; bytes: Buffer[]; hold?: Promise<void> };
+/**
+ * `hold`: the replacement may go to Redis only once this resolves (the session waits, in order);
+ * `later`: with a hold, the replacement is made only then (it depends on what the hold learned),
+ * instead of `bytes`.
+ */
+export type Rewrite = { kind: 'forward' } | { kind: 'replace'; bytes: Buffer[]; hold?: Promise<void>; later?: () => Buffer[] };
 
 const FORWARD: Rewrite = { kind: 'forward' };
 
@@ -127,6 +141,10 @@ export interface ControlHooks {
   libraryLoaded(): Promise<void>;
   /** A registration is about to be made: a candidate at once; resolves once every proxy has it. */
   announceRegistration(registration: { pattern: string; list: string }): Promise<void>;
+  /** '' if `user` may register, change or remove `pattern`, else the error to give. */
+  authorizeRegistration(user: string, pattern: string): Promise<string>;
+  /** The deployment's secret: every call of the library carries it ('' until it is known). */
+  secret(): string;
 }
 
 /** Nothing is registered anywhere: no write needs the library. */
@@ -151,29 +169,14 @@ export class Rewriter {
     }
     if (name === 'swapdb') {
       if (frame.argc !== 3 || nothingRegistered(candidates)) return FORWARD;
-      return { kind: 'replace', bytes: fcall('notifylist_swapdb', [], [], frame, 0) };
+      return { kind: 'replace', bytes: fcall('notifylist_swapdb', [], [this.control.secret()], frameTail(frame, 0)) };
     }
     if (FLUSH_COMMANDS.has(name)) {
       if (frame.argc > 2 || nothingRegistered(candidates)) return FORWARD;
-      return { kind: 'replace', bytes: fcall('notifylist_flush', [], [String(this.control.databases())], frame, 0) };
+      return { kind: 'replace', bytes: fcall('notifylist_flush', [], [this.control.secret(), String(this.control.databases())], frameTail(frame, 0)) };
     }
     const adminFunction = ADMIN_COMMANDS.get(name);
-    if (adminFunction !== undefined) {
-      let extra: string[] = [];
-      if (name === 'notifylist.info') {
-        const fields = this.control.infoFields();
-        extra = [String(this.control.databases()), String(fields.length), ...fields];
-      }
-      const bytes = fcall(adminFunction, [], extra, frame, 1);
-      // An unauthenticated client's command is refused by Redis (NOAUTH): nothing to prepare.
-      if (!candidates.authAttempted && this.control.authRequired()) return { kind: 'replace', bytes };
-      // (A list under the internal prefix is refused by the library: nothing to announce.)
-      if (name === 'notifylist.set' && frame.argc === 3 && !frame.argLatin1(2).startsWith(this.internalPrefix)) {
-        const registration = { pattern: frame.argLatin1(1), list: frame.argLatin1(2) };
-        return { kind: 'replace', bytes, hold: this.control.announceRegistration(registration) };
-      }
-      return { kind: 'replace', bytes, hold: this.control.libraryLoaded() };
-    }
+    if (adminFunction !== undefined) return this.admin(name, adminFunction, frame, candidates);
     const command = WRITE_COMMANDS.get(name)!;
     if (nothingRegistered(candidates)) return FORWARD;
     if (!command.accepts(frame.argc)) return FORWARD;
@@ -229,25 +232,79 @@ export class Rewriter {
     const triples: string[] = [];
     for (const run of runs) triples.push(run.first === run.last ? String(run.first) : `${run.first}-${run.last}`, run.pattern, run.list);
     const fn = command.denyoom ? 'notifylist_write' : 'notifylist_write_allow_oom';
-    return { kind: 'replace', bytes: fcall(fn, keys, [String(triples.length / 3), ...triples], frame, 0) };
+    const tail = frameTail(frame, 0);
+    const made = (): Buffer[] => fcall(fn, keys, [this.control.secret(), String(triples.length / 3), ...triples], tail);
+    // The call carries the secret, known once the library is loaded (a write pipelined behind the
+    // first registration waits for that; the session holds its requests meanwhile anyway).
+    if (this.control.secret() === '') return { kind: 'replace', bytes: [], hold: this.control.libraryLoaded(), later: made };
+    return { kind: 'replace', bytes: made() };
+  }
+
+  /**
+   * NOTIFYLIST.* runs as a library function on the client's own connection, after the library is
+   * loaded (which also makes the secret known). SET and DEL are first authorized for the session's
+   * user (the library gets the verdict), and a SET that may go ahead is announced to every proxy.
+   */
+  private admin(name: string, fn: string, frame: RequestFrame, state: SessionState): Rewrite {
+    const tail = frameTail(frame, 1);
+    // An unauthenticated client's command is refused by Redis (NOAUTH) like any command, before
+    // the function's arguments matter (unchanged, Redis would call it an unknown command).
+    if (!state.authAttempted && this.control.authRequired()) return { kind: 'replace', bytes: fcall(fn, [], [], tail) };
+    if (name === 'notifylist.info') {
+      const fields = this.control.infoFields();
+      const extra = [String(this.control.databases()), String(fields.length), ...fields];
+      return { kind: 'replace', bytes: [], hold: this.control.libraryLoaded(), later: () => fcall(fn, [], [this.control.secret(), ...extra], tail) };
+    }
+    if (name === 'notifylist.list') {
+      return { kind: 'replace', bytes: [], hold: this.control.libraryLoaded(), later: () => fcall(fn, [], [this.control.secret()], tail) };
+    }
+    const user = state.user;
+    const arity = name === 'notifylist.set' ? 3 : 2;
+    let refusal = '';
+    // (Wrong arity: the library says so; nothing to authorize.)
+    const authorized = frame.argc !== arity ? Promise.resolve() : this.control.authorizeRegistration(user, frame.argLatin1(1)).then((verdict) => {
+      refusal = verdict;
+    });
+    let hold: Promise<void>;
+    // (A list under the internal prefix is refused by the library: nothing to announce.) The pair
+    // is a candidate at once, before the authorization is known: the very next command may need
+    // it, and a refused one only costs candidate lookups until it is dropped.
+    if (name === 'notifylist.set' && frame.argc === arity && !frame.argLatin1(2).startsWith(this.internalPrefix)) {
+      const announced = this.control.announceRegistration({ pattern: frame.argLatin1(1), list: frame.argLatin1(2) });
+      hold = Promise.all([authorized, announced]).then(() => undefined);
+    } else {
+      hold = authorized.then(() => this.control.libraryLoaded());
+    }
+    return { kind: 'replace', bytes: [], hold, later: () => fcall(fn, [], [this.control.secret(), user, refusal], tail) };
   }
 }
 
+/** A frame's arguments from one on, as their raw bytes (kept past the frame callback: views of
+ * buffers the framer never writes again), and how many they are. */
+interface FrameTail {
+  count: number;
+  bytes: Buffer | null;
+}
+
+function frameTail(frame: RequestFrame, fromArg: number): FrameTail {
+  const count = frame.argc - fromArg;
+  if (count <= 0) return { count: 0, bytes: null };
+  if (!frame.inline) return { count, bytes: frame.buf.subarray(frame.argHeaderStart(fromArg), frame.end) };
+  // Inline requests have no such bytes: encoded.
+  let tail = '';
+  for (let i = fromArg; i < frame.argc; i++) tail += bulkString(frame.argLatin1(i));
+  return { count, bytes: Buffer.from(tail, 'latin1') };
+}
+
 /**
- * FCALL <fn> <numkeys> <keys...> <extra...> <frame args from `fromArg` on>. The frame's own
- * arguments are reused as their raw bytes (values are never re-encoded); only inline requests,
- * which have no such bytes, are encoded.
+ * FCALL <fn> <numkeys> <keys...> <extra...> <the frame's arguments>. The frame's own arguments
+ * are reused as their raw bytes (values are never re-encoded).
  */
-function fcall(fn: string, keys: string[], extra: string[], frame: RequestFrame, fromArg: number): Buffer[] {
-  const tailCount = frame.argc - fromArg;
-  let head = multibulkHeader(3 + keys.length + extra.length + tailCount) + bulkString('FCALL') + bulkString(fn);
+function fcall(fn: string, keys: string[], extra: string[], tail: FrameTail): Buffer[] {
+  let head = multibulkHeader(3 + keys.length + extra.length + tail.count) + bulkString('FCALL') + bulkString(fn);
   head += bulkString(String(keys.length));
   for (const key of keys) head += bulkString(key);
   for (const arg of extra) head += bulkString(arg);
   const headBytes = Buffer.from(head, 'latin1');
-  if (tailCount <= 0) return [headBytes];
-  if (!frame.inline) return [headBytes, frame.buf.subarray(frame.argHeaderStart(fromArg), frame.end)];
-  let tail = '';
-  for (let i = fromArg; i < frame.argc; i++) tail += bulkString(frame.argLatin1(i));
-  return [headBytes, Buffer.from(tail, 'latin1')];
+  return tail.bytes === null ? [headBytes] : [headBytes, tail.bytes];
 }

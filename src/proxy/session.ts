@@ -39,6 +39,8 @@ export class Session {
   private chunkHold: Promise<void> | null = null;
   /** What the rewriter reads of this session; one object, updated in place (hot path). */
   private readonly state: SessionState;
+  /** Placeholders among held pieces, and what replaces each once the hold is over. */
+  private readonly lateBytes = new Map<Buffer, () => Buffer[]>();
   // The proxy's own SELECT (for a database in the upstream URL) gets a reply the client must not
   // see. Only while such a reply is expected are requests and replies counted (by ordinal), so
   // that exactly that reply is dropped. With requirepass the SELECT first fails with NOAUTH, and
@@ -67,7 +69,7 @@ export class Session {
     private readonly onClose: (session: Session) => void,
   ) {
     this.framer = new RequestFramer(options.limits);
-    this.state = { registry: options.registry.all, authAttempted: false };
+    this.state = { registry: options.registry.all, authAttempted: false, user: 'default' };
     client.setNoDelay(true);
     client.pause(); // nothing is read until the upstream connection is there
     const upstream = connect({ host: options.upstreamHost, port: options.upstreamPort, noDelay: true });
@@ -160,7 +162,15 @@ export class Session {
     void until.then(() => {
       if (this.closed) return;
       this.holding = false;
-      this.outgoing.push(...pieces);
+      for (const piece of pieces) {
+        const later = this.lateBytes.get(piece);
+        if (later === undefined) {
+          this.outgoing.push(piece);
+        } else {
+          this.lateBytes.delete(piece);
+          this.outgoing.push(...later());
+        }
+      }
       this.writeOutgoing();
       if (chunk !== undefined) this.processChunk(chunk);
       while (!this.holding && !this.poisoned && this.heldChunks.length > 0) this.fromClient(this.heldChunks.shift()!);
@@ -199,6 +209,12 @@ export class Session {
       }
     } else {
       this.flushRun();
+      if (rewrite.later) {
+        // A placeholder of its own, replaced by the bytes once the hold is over (see hold()).
+        const placeholder = Buffer.alloc(0);
+        this.lateBytes.set(placeholder, rewrite.later);
+        this.outgoing.push(placeholder);
+      }
       for (const bytes of rewrite.bytes) this.outgoing.push(bytes);
       if (rewrite.hold) this.chunkHold = this.chunkHold ? Promise.all([this.chunkHold, rewrite.hold]).then(() => undefined) : rewrite.hold;
     }

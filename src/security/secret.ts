@@ -1,0 +1,63 @@
+// The deployment's secret: shared by every proxy in front of one Redis, kept in Redis in the key
+// <prefix>secret (database 0), which users are not given (README: Security and trust model). It
+// proves to the function library that a call comes from a proxy (the library holds only its
+// SHA1), and it makes the tags that mark the library's own internal entries (notifylist.lua:
+// tag), so that entries written by hand are never taken for them.
+import { createHash, randomBytes } from 'node:crypto';
+import type { Redis } from 'ioredis';
+import { inDatabase } from '../notify/redis-control.js';
+
+function sha1hex(text: string): string {
+  return createHash('sha1').update(text, 'latin1').digest('hex');
+}
+
+export function secretHash(secret: string): string {
+  return sha1hex(secret);
+}
+
+/**
+ * The secret stored in Redis; if there is none, `known` (the one this proxy used so far: Redis
+ * lost it, e.g. restarted without persistence) or a new random one is stored first (SET NX: of
+ * two proxies starting together, one wins and both use its secret).
+ */
+export async function loadSecret(control: Redis, key: string, known: string | null): Promise<string> {
+  const [stored] = (await inDatabase(control, 0, [['GET', key]])) as [Buffer | null];
+  if (stored !== null) return stored.toString('latin1');
+  const fresh = known ?? randomBytes(32).toString('hex');
+  const [, again] = (await inDatabase(control, 0, [['SET', key, fresh, 'NX'], ['GET', key]])) as [unknown, Buffer | null];
+  return again === null ? fresh : again.toString('latin1');
+}
+
+let tagKeys: { secret: string; inner: string; outer: string } | null = null;
+
+/** The library's tag over `fields` (notifylist.lua: tag), for entries the proxy reads. */
+export function tag(secret: string, ...fields: string[]): string {
+  if (tagKeys?.secret !== secret) {
+    tagKeys = { secret, inner: sha1hex(`notifylist tag inner ${secret}`), outer: sha1hex(`notifylist tag outer ${secret}`) };
+  }
+  const { inner, outer } = tagKeys;
+  const message = fields.map((field) => `${field.length}:${field}`).join('');
+  return sha1hex(outer + sha1hex(inner + message));
+}
+
+export interface StoredRegistration {
+  list: string;
+  /** The ACL user who registered it; '' for registrations made before owners existed. */
+  owner: string;
+}
+
+/**
+ * A registry value as the library writes it (notifylist.lua: registry_value):
+ * <tag><owner length>:<owner><list>. null for anything else (a value written by hand).
+ */
+export function decodeRegistration(secret: string, pattern: string, value: string): StoredRegistration | null {
+  const header = /^(\d+):/.exec(value.slice(40, 64));
+  if (header === null) return null;
+  const ownerFrom = 40 + header[0].length;
+  const ownerTo = ownerFrom + Number(header[1]);
+  if (ownerTo > value.length) return null;
+  const owner = value.slice(ownerFrom, ownerTo);
+  const list = value.slice(ownerTo);
+  if (value.slice(0, 40) !== tag(secret, 'registration', pattern, list, owner)) return null;
+  return { list, owner };
+}
