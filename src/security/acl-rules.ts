@@ -73,12 +73,14 @@ function literalPrefix(pattern: string): { prefix: string; whole: boolean } {
 
 /**
  * True only if every key `pattern` matches is matched by `rule` (a sufficient check, not a
- * complete one): the rule is `*` (all keys), the same pattern, or a literal followed by `*`s, `X*`,
+ * complete one): the rule is `*` (all keys), `**`..., the same pattern, or a literal followed by `*`s, `X*`,
  * that the pattern's keys all start with and all extend. (A trailing `*` needs at least one byte:
  * `X*` does not match X itself; any non-empty rest of a pattern needs at least one byte too.)
  */
 export function covers(rule: string, pattern: string): boolean {
-  if (/^\*+$/.test(rule) || rule === pattern) return true;
+  // `~*` is ACL's allkeys (the empty key too); `**` is a glob, which no key "" matches.
+  if (rule === '*' || rule === pattern) return true;
+  if (/^\*+$/.test(rule)) return pattern !== '';
   const star = /^([^*?[\\]*)\*+$/.exec(rule);
   if (star === null) return false;
   const head = star[1];
