@@ -1,6 +1,7 @@
 // Settings of one proxy: command-line flags override environment variables override defaults.
 import type { FramerLimits } from './resp/request-framer.js';
 import { DEFAULT_LIMITS } from './resp/request-framer.js';
+import { redactUrl } from './redact.js';
 
 export interface UpstreamAddress {
   host: string;
@@ -41,12 +42,16 @@ export function parseUpstreamUrl(text: string): UpstreamAddress {
   try {
     url = new URL(text);
   } catch {
-    throw new ConfigError(`invalid upstream URL '${text}' (expected redis://[user[:password]@]host[:port][/db])`);
+    throw new ConfigError(`invalid upstream URL '${redactUrl(text)}' (expected redis://host[:port][/db], with user:password@ or :password@ before the host if needed)`);
   }
   if (url.protocol !== 'redis:') throw new ConfigError(`unsupported upstream URL scheme '${url.protocol}' (only redis://)`);
   const dbText = url.pathname.replace(/^\//, '');
   const db = dbText === '' ? 0 : Number(dbText);
-  if (!Number.isInteger(db) || db < 0) throw new ConfigError(`invalid database '${dbText}' in upstream URL`);
+  if (!Number.isInteger(db) || db < 0) {
+    // A password with a '/' in it can end up in the path (`redis://u:12/34@host`): echo plain names only.
+    if (/^[\w.-]*$/.test(dbText)) throw new ConfigError(`invalid database '${dbText}' in upstream URL`);
+    throw new ConfigError(`invalid database in upstream URL '${redactUrl(text)}'`);
+  }
   const port = url.port === '' ? 6379 : Number(url.port);
   return {
     host: url.hostname.replace(/^\[|\]$/g, '') || '127.0.0.1',
@@ -131,7 +136,8 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
     const arg = argv[i];
     if (arg === '--help' || arg === '-h') return null;
     const match = /^--([a-z-]+)(?:=(.*))?$/.exec(arg);
-    if (!match || !(match[1] in ENVIRONMENT)) throw new ConfigError(`unknown option '${arg}' (see --help)`);
+    // Only the option's name: a mistyped `--upstrem=redis://user:password@...` must not echo the value.
+    if (!match || !(match[1] in ENVIRONMENT)) throw new ConfigError(`unknown option '${match ? `--${match[1]}` : redactUrl(arg)}' (see --help)`);
     const value = match[2] ?? argv[++i];
     if (value === undefined) throw new ConfigError(`option --${match[1]} needs a value`);
     values.set(match[1], value);

@@ -3,6 +3,7 @@ import type { ProxyConfig } from './config.js';
 import { missingControlPermissions } from './notify/control-permissions.js';
 import { ControlPlane, StartupError } from './notify/control-plane.js';
 import { ProxyServer } from './proxy/server.js';
+import { redact, upstreamName } from './redact.js';
 
 export { parseConfig, ConfigError, type ProxyConfig } from './config.js';
 export { StartupError } from './notify/control-plane.js';
@@ -22,12 +23,14 @@ async function checkControlUser(config: ProxyConfig): Promise<void> {
   const missing = await missingControlPermissions(upstream, config.prefix, config.connectTimeoutMs).catch(() => []);
   if (missing.length > 0) {
     throw new StartupError(
-      `the Redis user '${upstream.username ?? 'default'}' at ${upstream.host}:${upstream.port} lacks what the proxy needs: ${missing.join(' ')} (README, Configuration)`,
+      `the Redis user '${upstream.username ?? 'default'}' at ${upstreamName(upstream)} lacks what the proxy needs: ${missing.join(' ')} (README, Configuration)`,
     );
   }
 }
 
-export async function startProxy(config: ProxyConfig, log: (line: string) => void = () => undefined): Promise<RunningProxy> {
+export async function startProxy(config: ProxyConfig, output: (line: string) => void = () => undefined): Promise<RunningProxy> {
+  // Log lines may quote errors of ioredis or Node: no credentials in them.
+  const log = (line: string): void => output(redact(line));
   const controlPlane = new ControlPlane(config, log);
   const starting = (async () => {
     await checkControlUser(config);
@@ -37,8 +40,7 @@ export async function startProxy(config: ProxyConfig, log: (line: string) => voi
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
     timer = setTimeout(() => {
-      const { host, port } = config.upstream;
-      reject(new StartupError(`Redis at ${host}:${port} did not answer within ${config.connectTimeoutMs} ms (--connect-timeout-ms)`));
+      reject(new StartupError(`Redis at ${upstreamName(config.upstream)} did not answer within ${config.connectTimeoutMs} ms (--connect-timeout-ms)`));
     }, config.connectTimeoutMs);
   });
   try {
@@ -49,6 +51,7 @@ export async function startProxy(config: ProxyConfig, log: (line: string) => voi
     controlPlane.control.disconnect();
     controlPlane.subscriber.disconnect();
     await controlPlane.stop().catch(() => undefined);
+    if (error instanceof Error) error.message = redact(error.message);
     throw error;
   } finally {
     clearTimeout(timer);

@@ -11,6 +11,7 @@ import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { Redis } from 'ioredis';
 import type { ProxyConfig } from '../config.js';
+import { upstreamName } from '../redact.js';
 import { RegistrationKeeper } from './restore.js';
 import type { ControlHooks } from '../proxy/rewrite.js';
 import { ackMessage, announceMessage, parseChange, type ChangeMessage, type Registration } from './changes.js';
@@ -212,7 +213,7 @@ export class ControlPlane implements ControlHooks {
   }
 
   get upstreamName(): string {
-    return `${this.config.upstream.host}:${this.config.upstream.port}`;
+    return upstreamName(this.config.upstream);
   }
 
   get isActive(): boolean {
