@@ -1,7 +1,7 @@
 // Settings of one proxy: command-line flags override environment variables override defaults.
 import type { FramerLimits } from './resp/request-framer.js';
 import { DEFAULT_LIMITS } from './resp/request-framer.js';
-import { redactUrl } from './redact.js';
+import { redact, redactUrl } from './redact.js';
 
 export interface UpstreamAddress {
   host: string;
@@ -24,6 +24,12 @@ export interface ProxyConfig {
   leaseMs: number;
   /** Start-up (connect, checks, preparing Redis) must finish within this long. */
   connectTimeoutMs: number;
+  /**
+   * Refuse non-loopback clients as Redis's protected mode would (Redis sees every session coming
+   * from the proxy's address, so it cannot): while Redis has protected-mode yes and its default
+   * user nopass. `--protected-mode no` turns it off, as in redis.conf.
+   */
+  protectedMode: boolean;
 }
 
 export const DEFAULTS = {
@@ -33,6 +39,7 @@ export const DEFAULTS = {
   prefix: 'notifylist:',
   leaseMs: 3000,
   connectTimeoutMs: 5000,
+  protectedMode: 'yes',
 } as const;
 
 export class ConfigError extends Error {}
@@ -72,6 +79,7 @@ const ENVIRONMENT: Record<string, string> = {
   'max-inline-length': 'NOTIFYLIST_MAX_INLINE_LENGTH',
   'lease-ms': 'NOTIFYLIST_LEASE_MS',
   'connect-timeout-ms': 'NOTIFYLIST_CONNECT_TIMEOUT_MS',
+  'protected-mode': 'NOTIFYLIST_PROTECTED_MODE',
 };
 
 export const USAGE = `Usage: notifylist-proxy [options]
@@ -91,6 +99,9 @@ Options (each also from the environment variable shown):
   --lease-ms <ms>               reaper leader lease (NOTIFYLIST_LEASE_MS, default ${DEFAULTS.leaseMs})
   --connect-timeout-ms <ms>     start-up must reach and prepare Redis within this long
                                 (NOTIFYLIST_CONNECT_TIMEOUT_MS, default ${DEFAULTS.connectTimeoutMs})
+  --protected-mode yes|no       refuse non-loopback clients, with Redis's -DENIED error, while
+                                Redis has protected-mode yes and a default user without password
+                                (NOTIFYLIST_PROTECTED_MODE, default ${DEFAULTS.protectedMode})
   --uninstall                   remove from Redis what the proxy put there (library, internal
                                 keys in every database), print it, and exit; uses --upstream, --prefix
   --version                     print the version and exit
@@ -149,6 +160,8 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
     if (!Number.isInteger(n) || n < min) throw new ConfigError(`--${name} must be an integer >= ${min}, got '${text}'`);
     return n;
   };
+  const protectedMode = (values.get('protected-mode') ?? DEFAULTS.protectedMode).toLowerCase();
+  if (protectedMode !== 'yes' && protectedMode !== 'no') throw new ConfigError(`--protected-mode must be yes or no, got '${redact(values.get('protected-mode')!)}'`);
   const port = integer('port', DEFAULTS.port, 0);
   if (port > 65535) throw new ConfigError(`--port must be at most 65535`);
   return {
@@ -163,5 +176,6 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
     },
     leaseMs: integer('lease-ms', DEFAULTS.leaseMs, 100),
     connectTimeoutMs: integer('connect-timeout-ms', DEFAULTS.connectTimeoutMs, 1),
+    protectedMode: protectedMode === 'yes',
   };
 }

@@ -2,6 +2,7 @@
 import type { ProxyConfig } from './config.js';
 import { missingControlPermissions } from './notify/control-permissions.js';
 import { ControlPlane, StartupError } from './notify/control-plane.js';
+import { isLoopbackBind, ProtectedMode } from './proxy/protected-mode.js';
 import { ProxyServer } from './proxy/server.js';
 import { redact, upstreamName } from './redact.js';
 
@@ -32,9 +33,12 @@ export async function startProxy(config: ProxyConfig, output: (line: string) => 
   // Log lines may quote errors of ioredis or Node: no credentials in them.
   const log = (line: string): void => output(redact(line));
   const controlPlane = new ControlPlane(config, log);
+  const protectedMode = config.protectedMode ? new ProtectedMode(controlPlane.control, () => controlPlane.authRequiredNow(), log) : null;
   const starting = (async () => {
     await checkControlUser(config);
     await controlPlane.start();
+    // Only loopback clients can reach a loopback bind: then Redis is asked only if another one comes.
+    if (protectedMode && !isLoopbackBind(config.bind)) await protectedMode.start();
   })();
   // An upstream that accepts the connection but never answers must not hang the start.
   let timer: NodeJS.Timeout | undefined;
@@ -56,7 +60,7 @@ export async function startProxy(config: ProxyConfig, output: (line: string) => 
   } finally {
     clearTimeout(timer);
   }
-  const server = new ProxyServer(config, controlPlane);
+  const server = new ProxyServer(config, controlPlane, protectedMode);
   let address: { host: string; port: number };
   try {
     address = await server.listen(config.port, config.bind);

@@ -82,7 +82,7 @@ export class ControlPlane implements ControlHooks {
   private indexedDbs: number[] = [];
   private authIsRequired = false;
   private authProbedAt = 0;
-  private authProbing = false;
+  private authProbe: Promise<void> | null = null;
   private lastControlError: string | null = null;
   private maintenanceTimer: NodeJS.Timeout | null = null;
   private running = false;
@@ -432,15 +432,23 @@ export class ControlPlane implements ControlHooks {
     if (Date.now() - this.authProbedAt > AUTH_PROBE_MAX_AGE_MS) await this.probeAuth();
   }
 
-  private async probeAuth(): Promise<void> {
-    if (this.authProbing) return;
-    this.authProbing = true;
-    try {
-      this.authIsRequired = await probeAuthRequired(this.config.upstream);
-      this.authProbedAt = Date.now();
-    } finally {
-      this.authProbing = false;
-    }
+  /** One probe at a time; callers during one share its answer. */
+  private probeAuth(): Promise<void> {
+    this.authProbe ??= probeAuthRequired(this.config.upstream)
+      .then((required) => {
+        this.authIsRequired = required;
+        this.authProbedAt = Date.now();
+      })
+      .finally(() => {
+        this.authProbe = null;
+      });
+    return this.authProbe;
+  }
+
+  /** Asks now (a new connection) whether new connections must AUTH; for protected mode. */
+  async authRequiredNow(): Promise<boolean> {
+    await this.probeAuth();
+    return this.authIsRequired;
   }
 
   // ---- subscriptions and change messages ----
