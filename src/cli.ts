@@ -5,10 +5,16 @@ import { ConfigError, parseCommandLine, USAGE } from './config.js';
 import { StartupError } from './notify/control-plane.js';
 import { startProxy } from './index.js';
 import { uninstall } from './operations/uninstall.js';
+import { redact, upstreamName } from './redact.js';
 import { packageVersion } from './version.js';
 
+// Everything printed goes through redact() (also done where messages are made): a last net
+// for credentials in URLs quoted by errors.
 const log = (line: string): void => {
-  process.stderr.write(`notifylist-proxy: ${line}\n`);
+  process.stderr.write(`notifylist-proxy: ${redact(line)}\n`);
+};
+const print = (line: string): void => {
+  process.stdout.write(`${redact(line)}\n`);
 };
 
 /** Longest wait for sessions and control connections to close after a signal. */
@@ -52,7 +58,7 @@ async function main(): Promise<number> {
   }
   const { config } = command;
   if (command.kind === 'uninstall') {
-    const done = await Promise.race([uninstall(config, (line) => process.stdout.write(`${line}\n`)), signalled.then((): typeof STOPPED => STOPPED)]);
+    const done = await Promise.race([uninstall(config, print), signalled.then((): typeof STOPPED => STOPPED)]);
     if (done === STOPPED) return 0;
     if (done !== null) log(done);
     return done === null ? 0 : 1;
@@ -71,8 +77,7 @@ async function main(): Promise<number> {
     }
     throw error;
   }
-  const { host, port } = config.upstream;
-  process.stdout.write(`notifylist-proxy listening on ${proxy.host}:${proxy.port}, upstream redis://${host}:${port}/${config.upstream.db}\n`);
+  print(`notifylist-proxy listening on ${proxy.host}:${proxy.port}, upstream redis://${upstreamName(config.upstream)}/${config.upstream.db}`);
 
   await signalled;
   // Stop accepting, close sessions; do not wait long on clients (or a Redis) that do not answer.

@@ -1,6 +1,7 @@
 // Settings of one proxy: command-line flags override environment variables override defaults.
 import type { FramerLimits } from './resp/request-framer.js';
 import { DEFAULT_LIMITS } from './resp/request-framer.js';
+import { redact, redactUrl } from './redact.js';
 
 export interface UpstreamAddress {
   host: string;
@@ -23,6 +24,12 @@ export interface ProxyConfig {
   leaseMs: number;
   /** Start-up (connect, checks, preparing Redis) must finish within this long. */
   connectTimeoutMs: number;
+  /**
+   * Refuse non-loopback clients as Redis's protected mode would (Redis sees every session coming
+   * from the proxy's address, so it cannot): while Redis has protected-mode yes and its default
+   * user nopass. `--protected-mode no` turns it off, as in redis.conf.
+   */
+  protectedMode: boolean;
 }
 
 export const DEFAULTS = {
@@ -32,6 +39,7 @@ export const DEFAULTS = {
   prefix: 'notifylist:',
   leaseMs: 3000,
   connectTimeoutMs: 5000,
+  protectedMode: 'yes',
 } as const;
 
 export class ConfigError extends Error {}
@@ -41,12 +49,16 @@ export function parseUpstreamUrl(text: string): UpstreamAddress {
   try {
     url = new URL(text);
   } catch {
-    throw new ConfigError(`invalid upstream URL '${text}' (expected redis://[user[:password]@]host[:port][/db])`);
+    throw new ConfigError(`invalid upstream URL '${redactUrl(text)}' (expected redis://host[:port][/db], with user:password@ or :password@ before the host if needed)`);
   }
   if (url.protocol !== 'redis:') throw new ConfigError(`unsupported upstream URL scheme '${url.protocol}' (only redis://)`);
   const dbText = url.pathname.replace(/^\//, '');
   const db = dbText === '' ? 0 : Number(dbText);
-  if (!Number.isInteger(db) || db < 0) throw new ConfigError(`invalid database '${dbText}' in upstream URL`);
+  if (!Number.isInteger(db) || db < 0) {
+    // A password with a '/' in it can end up in the path (`redis://u:12/34@host`): echo plain names only.
+    if (/^[\w.-]*$/.test(dbText)) throw new ConfigError(`invalid database '${dbText}' in upstream URL`);
+    throw new ConfigError(`invalid database in upstream URL '${redactUrl(text)}'`);
+  }
   const port = url.port === '' ? 6379 : Number(url.port);
   return {
     host: url.hostname.replace(/^\[|\]$/g, '') || '127.0.0.1',
@@ -67,6 +79,7 @@ const ENVIRONMENT: Record<string, string> = {
   'max-inline-length': 'NOTIFYLIST_MAX_INLINE_LENGTH',
   'lease-ms': 'NOTIFYLIST_LEASE_MS',
   'connect-timeout-ms': 'NOTIFYLIST_CONNECT_TIMEOUT_MS',
+  'protected-mode': 'NOTIFYLIST_PROTECTED_MODE',
 };
 
 export const USAGE = `Usage: notifylist-proxy [options]
@@ -86,6 +99,9 @@ Options (each also from the environment variable shown):
   --lease-ms <ms>               reaper leader lease (NOTIFYLIST_LEASE_MS, default ${DEFAULTS.leaseMs})
   --connect-timeout-ms <ms>     start-up must reach and prepare Redis within this long
                                 (NOTIFYLIST_CONNECT_TIMEOUT_MS, default ${DEFAULTS.connectTimeoutMs})
+  --protected-mode yes|no       refuse non-loopback clients, with Redis's -DENIED error, while
+                                Redis has protected-mode yes and a default user without password
+                                (NOTIFYLIST_PROTECTED_MODE, default ${DEFAULTS.protectedMode})
   --uninstall                   remove from Redis what the proxy put there (library, internal
                                 keys in every database), print it, and exit; uses --upstream, --prefix
   --version                     print the version and exit
@@ -131,7 +147,8 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
     const arg = argv[i];
     if (arg === '--help' || arg === '-h') return null;
     const match = /^--([a-z-]+)(?:=(.*))?$/.exec(arg);
-    if (!match || !(match[1] in ENVIRONMENT)) throw new ConfigError(`unknown option '${arg}' (see --help)`);
+    // Only the option's name: a mistyped `--upstrem=redis://user:password@...` must not echo the value.
+    if (!match || !(match[1] in ENVIRONMENT)) throw new ConfigError(`unknown option '${match ? `--${match[1]}` : redactUrl(arg)}' (see --help)`);
     const value = match[2] ?? argv[++i];
     if (value === undefined) throw new ConfigError(`option --${match[1]} needs a value`);
     values.set(match[1], value);
@@ -143,6 +160,8 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
     if (!Number.isInteger(n) || n < min) throw new ConfigError(`--${name} must be an integer >= ${min}, got '${text}'`);
     return n;
   };
+  const protectedMode = (values.get('protected-mode') ?? DEFAULTS.protectedMode).toLowerCase();
+  if (protectedMode !== 'yes' && protectedMode !== 'no') throw new ConfigError(`--protected-mode must be yes or no, got '${redact(values.get('protected-mode')!)}'`);
   const port = integer('port', DEFAULTS.port, 0);
   if (port > 65535) throw new ConfigError(`--port must be at most 65535`);
   return {
@@ -157,5 +176,6 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
     },
     leaseMs: integer('lease-ms', DEFAULTS.leaseMs, 100),
     connectTimeoutMs: integer('connect-timeout-ms', DEFAULTS.connectTimeoutMs, 1),
+    protectedMode: protectedMode === 'yes',
   };
 }

@@ -11,6 +11,7 @@ import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { Redis } from 'ioredis';
 import type { ProxyConfig } from '../config.js';
+import { upstreamName } from '../redact.js';
 import { RegistrationKeeper } from './restore.js';
 import { rewrittenCommands, type ControlHooks } from '../proxy/rewrite.js';
 import { keyRulesOf, readsAll, registrationRefusal, type KeyRuleSets } from '../security/acl-rules.js';
@@ -101,7 +102,7 @@ export class ControlPlane implements ControlHooks {
   private indexedDbs: number[] = [];
   private authIsRequired = false;
   private authProbedAt = 0;
-  private authProbing = false;
+  private authProbe: Promise<void> | null = null;
   private lastControlError: string | null = null;
   private maintenanceTimer: NodeJS.Timeout | null = null;
   private running = false;
@@ -242,7 +243,7 @@ export class ControlPlane implements ControlHooks {
   }
 
   get upstreamName(): string {
-    return `${this.config.upstream.host}:${this.config.upstream.port}`;
+    return upstreamName(this.config.upstream);
   }
 
   get isActive(): boolean {
@@ -548,15 +549,23 @@ export class ControlPlane implements ControlHooks {
     if (Date.now() - this.authProbedAt > AUTH_PROBE_MAX_AGE_MS) await this.probeAuth();
   }
 
-  private async probeAuth(): Promise<void> {
-    if (this.authProbing) return;
-    this.authProbing = true;
-    try {
-      this.authIsRequired = await probeAuthRequired(this.config.upstream);
-      this.authProbedAt = Date.now();
-    } finally {
-      this.authProbing = false;
-    }
+  /** One probe at a time; callers during one share its answer. */
+  private probeAuth(): Promise<void> {
+    this.authProbe ??= probeAuthRequired(this.config.upstream)
+      .then((required) => {
+        this.authIsRequired = required;
+        this.authProbedAt = Date.now();
+      })
+      .finally(() => {
+        this.authProbe = null;
+      });
+    return this.authProbe;
+  }
+
+  /** Asks now (a new connection) whether new connections must AUTH; for protected mode. */
+  async authRequiredNow(): Promise<boolean> {
+    await this.probeAuth();
+    return this.authIsRequired;
   }
 
   // ---- subscriptions and change messages ----

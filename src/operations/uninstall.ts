@@ -3,6 +3,7 @@
 // it is (other software may rely on the flags the proxy added); the output says how to reset it.
 import type { Redis } from 'ioredis';
 import type { ProxyConfig } from '../config.js';
+import { redact, upstreamName } from '../redact.js';
 import { escapeGlob } from '../notify/control-permissions.js';
 import { binary, createControlClient, databaseCount, inDatabase } from '../notify/redis-control.js';
 
@@ -13,22 +14,29 @@ const NAMES_SHOWN = 20;
 const LIBRARY = 'notifylist';
 
 /** Prints what it removed; returns null on success, else the one line that says why not. */
-export async function uninstall(config: ProxyConfig, print: (line: string) => void): Promise<string | null> {
-  const { host, port } = config.upstream;
+export async function uninstall(config: ProxyConfig, output: (line: string) => void): Promise<string | null> {
+  // Errors of ioredis and Node are quoted in both: no credentials in them.
+  const print = (line: string): void => output(redact(line));
+  const failure = await uninstallFrom(config, print);
+  return failure === null ? null : redact(failure);
+}
+
+async function uninstallFrom(config: ProxyConfig, print: (line: string) => void): Promise<string | null> {
+  const upstream = upstreamName(config.upstream);
   const redis = createControlClient(config.upstream, 'notifylist-proxy:uninstall', () => false);
   let lastError = '';
   redis.on('error', (error: Error) => (lastError = error.message));
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<string>((resolve) => {
-    timer = setTimeout(() => resolve(`Redis at ${host}:${port} did not answer within ${config.connectTimeoutMs} ms (--connect-timeout-ms)`), config.connectTimeoutMs);
+    timer = setTimeout(() => resolve(`Redis at ${upstream} did not answer within ${config.connectTimeoutMs} ms (--connect-timeout-ms)`), config.connectTimeoutMs);
   });
   try {
-    const connected = await Promise.race([redis.connect().then(() => null, (e: Error) => `cannot reach Redis at ${host}:${port}: ${lastError || e.message}`), timeout]);
+    const connected = await Promise.race([redis.connect().then(() => null, (e: Error) => `cannot reach Redis at ${upstream}: ${lastError || e.message}`), timeout]);
     if (connected !== null) return connected;
     clearTimeout(timer);
     return await removeAll(redis, config.prefix, print);
   } catch (error) {
-    return `uninstall from ${host}:${port} failed: ${(error as Error).message}`;
+    return `uninstall from ${upstream} failed: ${(error as Error).message}`;
   } finally {
     clearTimeout(timer);
     redis.disconnect();
