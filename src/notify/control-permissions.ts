@@ -80,10 +80,10 @@ export const CONTROL_PATTERNS: readonly ControlPermission[] = [
 
 /**
  * Not checked at start. Without +config|get / +config|set, set notify-keyspace-events to include
- * Ex yourself; without +config|get / +acl|getuser, protected mode takes Redis's protected-mode to
- * be yes and infers the default user's nopass (src/proxy/protected-mode.ts).
+ * Ex yourself; without +config|get, protected mode takes Redis's protected-mode to be yes
+ * (src/proxy/protected-mode.ts).
  */
-export const OPTIONAL_CONTROL_RULES = ['+config|get', '+config|set', '+acl|getuser'] as const;
+export const OPTIONAL_CONTROL_RULES = ['+config|get', '+config|set'] as const;
 
 /** A pattern rule with the prefix filled in, escaped for a glob. */
 const withPrefix = (rule: string, prefix: string): string => rule.replace('<prefix>', escapeGlob(prefix));
