@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { parseConfig, startProxy, type RunningProxy } from '../src/index.js';
+import { registeringRules, writerRules } from '../src/security/user-rules.js';
 import { startRedis, type RedisServer } from './helpers/redis-server.js';
 import { sleep, waitFor } from './helpers/wait.js';
 
@@ -15,15 +16,9 @@ let admin: Redis;
 let direct: Redis;
 const open: Redis[] = [];
 
-/** The README's rules for users who write registered keys through the proxy. */
-const WRITER_RULES = [
-  '+fcall', '+time', '+hget', '+hincrby', '+hset', '+hdel', '+object|encoding', '+type', '+pexpiretime',
-  '+zscore', '+zadd', '+zrem', '+zrange', '+rpush', '+publish',
-  '%R~notifylist:registry', '%R~notifylist:targets', '~notifylist:expiry', '~notifylist:tags', '~notifylist:stats',
-  '&notifylist:wake',
-];
-/** The README's rules for users who register. */
-const REGISTERING_RULES = ['+fcall', '+hget', '+hset', '+hdel', '+hgetall', '+type', '+publish', '+rpush', '~notifylist:registry', '~notifylist:targets', '~notifylist:backfill', '&notifylist:changes'];
+/** The README's rules for users who write registered keys, and for users who register. */
+const WRITER_RULES = writerRules('notifylist:');
+const REGISTERING_RULES = registeringRules('notifylist:');
 
 async function user(name: string, ...rules: string[]): Promise<Redis> {
   await direct.call('ACL', 'SETUSER', name, 'reset', 'on', `>${name}pw`, ...rules);
@@ -58,6 +53,14 @@ beforeEach(async () => {
     if (i > 20) throw new Error('registrations do not go away');
   }
   for (const name of (await direct.call('ACL', 'USERS')) as string[]) if (name !== 'default') await direct.call('ACL', 'DELUSER', name);
+});
+
+describe('the README', () => {
+  it('lists exactly the rules writing and registering users need (src/security/user-rules.ts)', () => {
+    const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
+    expect(readme).toContain(`\`${WRITER_RULES.join(' ')}\``);
+    expect(readme).toContain(`\`${REGISTERING_RULES.join(' ')}\``);
+  });
 });
 
 describe('a registration reaches no further than the registering user', () => {
