@@ -1,19 +1,21 @@
 // The listening side: accepts clients and gives each one a Session with its own upstream connection.
-import { createServer, type Server } from 'node:net';
+import type { Socket } from 'node:net';
 import type { ProxyConfig } from '../config.js';
 import type { ControlPlane } from '../notify/control-plane.js';
+import type { Upstream } from '../upstream/upstream.js';
+import { Listeners, type ListeningAddresses } from './listeners.js';
 import { Rewriter } from './rewrite.js';
 import { Session } from './session.js';
 
 export class ProxyServer {
-  private readonly server: Server;
+  private readonly listeners: Listeners;
   private readonly sessions = new Set<Session>();
 
-  constructor(config: ProxyConfig, controlPlane: ControlPlane) {
+  /** Throws a CertificateError if a TLS listener file is unreadable or invalid. */
+  constructor(config: ProxyConfig, controlPlane: ControlPlane, upstream: Upstream) {
     const rewriter = new Rewriter(controlPlane.names.prefix, controlPlane);
     const options = {
-      upstreamHost: config.upstream.host,
-      upstreamPort: config.upstream.port,
+      upstream,
       initialDb: config.upstream.db,
       limits: config.limits,
       registry: controlPlane.registry,
@@ -22,8 +24,8 @@ export class ProxyServer {
       registryIsCurrent: () => controlPlane.registryIsCurrent(),
       whenCurrent: () => controlPlane.whenCurrent(),
     };
-    // allowHalfOpen: a client that half-closes still gets the replies to what it sent (as from Redis).
-    this.server = createServer({ allowHalfOpen: true, noDelay: true }, (client) => {
+    // Every listener (TCP, TLS, Unix socket) hands its clients here.
+    this.listeners = new Listeners(config, (client: Socket) => {
       const session = new Session(client, options, (closed) => this.sessions.delete(closed));
       this.sessions.add(session);
     });
@@ -33,21 +35,18 @@ export class ProxyServer {
     return this.sessions.size;
   }
 
-  listen(port: number, host: string): Promise<{ host: string; port: number }> {
-    return new Promise((resolve, reject) => {
-      this.server.once('error', reject);
-      this.server.listen(port, host, () => {
-        this.server.off('error', reject);
-        const address = this.server.address();
-        if (address && typeof address === 'object') resolve({ host: address.address, port: address.port });
-        else reject(new Error('not listening on TCP'));
-      });
-    });
+  listen(): Promise<ListeningAddresses> {
+    return this.listeners.listen();
+  }
+
+  /** SIGHUP: the TLS listener's certificate files again (false: there is no TLS listener). */
+  reloadCertificates(): boolean {
+    return this.listeners.reloadCertificates();
   }
 
   /** Stops accepting, ends every session, resolves when all connections are gone. */
   async close(): Promise<void> {
-    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    const closed = this.listeners.close();
     for (const session of this.sessions) session.shutdown();
     await closed;
   }

@@ -1,6 +1,7 @@
 // A raw RESP connection for byte-exact comparisons: sends bytes, collects whole replies as bytes.
-import { connect, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { replyEnd } from '../../src/resp/reply-scanner.js';
+import { connectTo, type Target } from './transport.js';
 
 export { replyEnd };
 
@@ -21,12 +22,9 @@ export class RawClient {
     socket.on('error', () => undefined);
   }
 
-  static connect(port: number): Promise<RawClient> {
-    return new Promise((resolve, reject) => {
-      const socket = connect(port, '127.0.0.1');
-      socket.once('connect', () => resolve(new RawClient(socket)));
-      socket.once('error', reject);
-    });
+  /** To a TCP port on 127.0.0.1, or to any target (TLS, Unix socket: see transport.ts). */
+  static async connect(to: number | Target): Promise<RawClient> {
+    return new RawClient(await connectTo(typeof to === 'number' ? { port: to } : to));
   }
 
   private notify(): void {
