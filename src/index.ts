@@ -75,8 +75,8 @@ export async function startProxy(config: ProxyConfig, log: (line: string) => voi
     // Disconnect first: a polite QUIT would wait for ever on a Redis that does not answer.
     controlPlane.control.disconnect();
     controlPlane.subscriber.disconnect();
-    await controlPlane.stop().catch(() => undefined);
     upstream.stop();
+    await controlPlane.stop().catch(() => undefined);
     throw error;
   } finally {
     clearTimeout(timer);
@@ -86,8 +86,8 @@ export async function startProxy(config: ProxyConfig, log: (line: string) => voi
     addresses = await server.listen();
   } catch (error) {
     await server.close().catch(() => undefined);
-    await controlPlane.stop();
     upstream.stop();
+    await controlPlane.stop();
     throw error;
   }
   return {
@@ -114,8 +114,9 @@ export async function startProxy(config: ProxyConfig, log: (line: string) => voi
     },
     async close() {
       await server.close();
-      await controlPlane.stop();
+      // First: the control connections' ends are not a reason to ask the sentinels again.
       upstream.stop();
+      await controlPlane.stop();
     },
   };
 }

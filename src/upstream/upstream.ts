@@ -214,8 +214,13 @@ export class Upstream extends EventEmitter {
 
       async connect(): Promise<Socket> {
         this.connecting = true;
-        const endpoint = await target();
-        if (!this.connecting) throw new Error('Connection is closed.');
+        // A rejected connect ends an ioredis client for good (it retries only after a close): so
+        // wait for a master as long as the client wants to connect.
+        let endpoint: Endpoint | null = null;
+        while (endpoint === null) {
+          endpoint = await target().catch(() => null);
+          if (!this.connecting) throw new Error('Connection is closed.');
+        }
         const { socket } = openSocket(endpoint, upstream.tls);
         this.stream = socket;
         socket.once('error', (error: Error) => (this.firstError = error));
