@@ -5,6 +5,9 @@
 // again on +switch-master (subscribed on every sentinel), when a sentinel connection comes back
 // (a message may have been missed), and when Upstream suspects the master (it stopped answering,
 // or answered READONLY or MASTERDOWN). While no master is confirmed, it asks every RETRY_MS.
+// From the moment a sentinel has picked the replica to promote (+selected-slave; SENTINEL MASTER
+// then shows a failover-state past wait_start) until the failover is done, no master is
+// confirmed: a write to the old master then would be lost when the replica takes over.
 import { EventEmitter } from 'node:events';
 import { Redis, type RedisOptions } from 'ioredis';
 import type { SentinelConfig } from '../config.js';
@@ -19,10 +22,17 @@ const RETRY_MS = 100;
 const SUSPECT_INTERVAL_MS = 250;
 
 export const SWITCH_CHANNEL = '+switch-master';
+/** A sentinel picked the replica it promotes next (SLAVEOF NO ONE follows within a timer tick). */
+export const PROMOTING_CHANNEL = '+selected-slave';
+/** Failover states (sentinel.c sentinelFailoverStateStr) in which a sentinel may still give up. */
+const FAILOVER_MAY_ABORT = new Set(['none', 'wait_start']);
 
 interface Answer {
+  sentinel: { host: string; port: number };
   endpoint: Endpoint;
   epoch: number;
+  /** failover-state, when the sentinel is failing the master over. */
+  failoverState?: string;
 }
 
 export class MasterLocator extends EventEmitter {
@@ -125,6 +135,12 @@ export class MasterLocator extends EventEmitter {
       this.setMaster(null);
       return false;
     }
+    const failing = answers.find((answer) => answer.failoverState !== undefined && !FAILOVER_MAY_ABORT.has(answer.failoverState));
+    if (failing) {
+      this.lastFailure = `sentinel ${endpointName(failing.sentinel)} is failing the master over (${failing.failoverState})`;
+      this.setMaster(null);
+      return false;
+    }
     const newest = answers.reduce((best, answer) => (answer.epoch > best.epoch ? answer : best));
     // Only sentinels that missed the last failover answer: never go back to what they name.
     if (newest.epoch < this.epoch) {
@@ -176,7 +192,7 @@ export class MasterLocator extends EventEmitter {
       const host = fields.get('ip');
       const port = Number(fields.get('port'));
       if (!host || !Number.isInteger(port)) return null;
-      return { endpoint: { host, port }, epoch: Number(fields.get('config-epoch') ?? 0) };
+      return { sentinel, endpoint: { host, port }, epoch: Number(fields.get('config-epoch') ?? 0), failoverState: fields.get('failover-state') };
     } catch (error) {
       const what = `sentinel ${endpointName(sentinel)}`;
       const reason = (failure ?? error) as NodeJS.ErrnoException;
@@ -199,13 +215,20 @@ export class MasterLocator extends EventEmitter {
       subscribedBefore = true;
     });
     subscriber.on('message', (channel: string, message: string) => {
-      // <master name> <old ip> <old port> <new ip> <new port>
-      if (channel === SWITCH_CHANNEL && message.split(' ')[0] === this.config.masterName) {
+      const words = message.split(' ');
+      // +switch-master: <master name> <old ip> <old port> <new ip> <new port>
+      if (channel === SWITCH_CHANNEL && words[0] === this.config.masterName) {
         this.log(`sentinel ${endpointName(sentinel)}: ${SWITCH_CHANNEL} ${message}`);
         this.locate();
       }
+      // +selected-slave: slave <name> <ip> <port> @ <master name> <master ip> <master port>
+      if (channel === PROMOTING_CHANNEL && words[4] === '@' && words[5] === this.config.masterName) {
+        this.log(`sentinel ${endpointName(sentinel)}: ${PROMOTING_CHANNEL} ${message} (a failover: no master until it is done)`);
+        this.setMaster(null);
+        this.locate();
+      }
     });
-    subscriber.subscribe(SWITCH_CHANNEL).catch(() => undefined);
+    subscriber.subscribe(SWITCH_CHANNEL, PROMOTING_CHANNEL).catch(() => undefined);
   }
 
   private sentinelOptions(sentinel: { host: string; port: number }, extra: RedisOptions): RedisOptions {
