@@ -18,8 +18,9 @@ import type { UpstreamTls } from './tls.js';
 const QUERY_TIMEOUT_MS = 1000;
 /** How often to ask again while no master is confirmed (a failover in progress). */
 const RETRY_MS = 100;
-/** Suspicions (READONLY in a reply, a closed control connection) are acted on at most this often. */
-const SUSPECT_INTERVAL_MS = 250;
+/** Suspicions (READONLY in a reply, a closed control connection) are acted on at most this often
+ * (a value that merely contains "-READONLY " costs at most one round a second). */
+const SUSPECT_INTERVAL_MS = 1000;
 
 export const SWITCH_CHANNEL = '+switch-master';
 /** A sentinel picked the replica it promotes next (SLAVEOF NO ONE follows within a timer tick). */
@@ -43,6 +44,7 @@ export class MasterLocator extends EventEmitter {
   private readonly subscribers: Redis[] = [];
   private work: Promise<void> = Promise.resolve();
   private locatePending = false;
+  private retry: NodeJS.Timeout | null = null;
   private lastSuspicion = 0;
   private stopped = false;
   private lastFailure = '';
@@ -75,6 +77,7 @@ export class MasterLocator extends EventEmitter {
 
   stop(): void {
     this.stopped = true;
+    if (this.retry) clearTimeout(this.retry);
     for (const subscriber of this.subscribers) subscriber.disconnect();
   }
 
@@ -95,7 +98,7 @@ export class MasterLocator extends EventEmitter {
       };
       const timer = setTimeout(() => {
         this.off('master', onMaster);
-        reject(new Error(`no ${this.description} known${this.lastFailure ? ` (${this.lastFailure})` : ''}`));
+        reject(new Error(`no master confirmed within ${timeoutMs} ms${this.lastFailure ? `: ${this.lastFailure}` : ''}`));
       }, timeoutMs);
       timer.unref();
       this.on('master', onMaster);
@@ -122,7 +125,14 @@ export class MasterLocator extends EventEmitter {
         this.lastFailure = error.message;
         return false;
       });
-      if (!found && !this.stopped) setTimeout(() => this.locate(), RETRY_MS).unref();
+      // One retry timer, however many rounds were asked for.
+      if (!found && !this.stopped && !this.retry) {
+        this.retry = setTimeout(() => {
+          this.retry = null;
+          this.locate();
+        }, RETRY_MS);
+        this.retry.unref();
+      }
     });
   }
 

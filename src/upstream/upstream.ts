@@ -73,10 +73,6 @@ export class Upstream extends EventEmitter {
     return this.address.password;
   }
 
-  get followsSentinel(): boolean {
-    return this.locator !== null;
-  }
-
   /** The master connections go to now (null: Sentinel has none confirmed). */
   get master(): Endpoint | null {
     return this.fixed ?? this.locator!.master;
@@ -106,6 +102,9 @@ export class Upstream extends EventEmitter {
       const tlsFailure = this.tls?.describeFailure(error as NodeJS.ErrnoException, `Redis at ${this.name}`);
       if (tlsFailure) throw new Error(tlsFailure);
       return;
+    }
+    if (role[0] === 'sentinel') {
+      throw new Error(`${this.name} is a sentinel, not Redis: give it with --sentinel (and --sentinel-master)`);
     }
     if (role[0] !== 'master') {
       const of = role[0] === 'slave' ? ` of ${endpointName({ host: String(role[1]), port: Number(role[2]) })}` : '';
@@ -154,11 +153,6 @@ export class Upstream extends EventEmitter {
   isOnMaster(client: Redis): boolean {
     const tracked = client.stream ? this.links.get(client.stream) : undefined;
     return tracked !== undefined && sameEndpoint(tracked.endpoint, this.master);
-  }
-
-  /** The master may have moved or gone (Sentinel): ask again. */
-  suspect(reason: string): void {
-    this.locator?.suspect(reason);
   }
 
   /** SIGHUP: the TLS files again, for new connections. Throws (keeping the old ones) if one is bad. */
