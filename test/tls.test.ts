@@ -14,6 +14,7 @@ import { promisify } from 'node:util';
 import { Redis } from 'ioredis';
 import { createClient } from 'redis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { parseConfig } from '../src/index.js';
 import { runCli, startCli, stopCli, type Cli } from './helpers/cli.js';
 import { startProxyWith } from './helpers/proxy.js';
 import { freePort, startRedis, type RedisServer } from './helpers/redis-server.js';
@@ -162,6 +163,25 @@ describe('TLS to Redis (--upstream rediss://)', () => {
     expect(await later(new Redis(port)).ping()).toBe('PONG');
   });
 
+  it('SIGHUP reads the upstream TLS files again for new connections; a bad one keeps the current ones', async () => {
+    const redis = await tlsOnlyRedis('yes');
+    const ca = join(certs.dir, 'upstream-live-ca.crt');
+    copyFileSync(certs.ca.cert, ca);
+    const port = await freePort();
+    const cli = later(startCli(['--port', String(port), '--upstream', redis.tlsUrl, '--upstream-tls-ca-cert-file', ca, '--upstream-tls-cert-file', certs.client.cert, '--upstream-tls-key-file', certs.client.key]));
+    await listeningLine(cli);
+    const hangups = (): string[] => cli.stderr.split('\n').filter((line) => line.includes('SIGHUP'));
+    cli.child.kill('SIGHUP');
+    await waitFor(async () => hangups(), (lines) => lines.length === 1, 5000);
+    expect(hangups()).toEqual(['notifylist-proxy: SIGHUP: certificate files reloaded for new connections: upstream TLS']);
+    writeFileSync(ca, 'garbage\n');
+    cli.child.kill('SIGHUP');
+    await waitFor(async () => hangups(), (lines) => lines.length === 2, 5000);
+    expect(hangups()[1]).toBe(`notifylist-proxy: SIGHUP: upstream TLS: --upstream-tls-ca-cert-file ${ca}: no PEM certificate in it (keeping the current files)`);
+    // A new session still gets its TLS connection to Redis (with the files loaded before).
+    expect(await later(new Redis(port)).ping()).toBe('PONG');
+  });
+
   it('TLS flags without rediss://, and rediss:// to a plain port: clear errors', async () => {
     const plain = later(await startRedis());
     const flagOnly = await runCli(['--port', String(await freePort()), '--upstream', plain.url, '--upstream-tls-ca-cert-file', certs.ca.cert]);
@@ -179,6 +199,18 @@ describe('TLS for clients (--tls-port)', () => {
   });
   afterAll(async () => {
     await redis?.destroy();
+  });
+
+  it('listener flags as Redis has them: what goes together, tls-auth-clients values, a CA when clients must show certificates', () => {
+    const flags = (...extra: string[]): string[] => ['--tls-port', '6390', '--tls-cert-file', certs.server.cert, '--tls-key-file', certs.server.key, ...extra];
+    expect(() => parseConfig(['--tls-port', '6390'], {})).toThrow('--tls-port needs --tls-cert-file and --tls-key-file');
+    expect(() => parseConfig(['--tls-cert-file', certs.server.cert], {})).toThrow('--tls-cert-file needs --tls-port');
+    expect(() => parseConfig(flags(), {})).toThrow('--tls-ca-cert-file must be specified when --tls-auth-clients is yes (the default is yes; no turns client certificates off)');
+    expect(() => parseConfig(flags('--tls-auth-clients', 'maybe'), {})).toThrow("--tls-auth-clients must be yes, no or optional, got 'maybe'");
+    expect(parseConfig(flags('--tls-auth-clients', 'no'), {})!.tls).toEqual({ port: 6390, certFile: certs.server.cert, keyFile: certs.server.key, caCertFile: undefined, authClients: 'no' });
+    expect(parseConfig([], { NOTIFYLIST_TLS_PORT: '6390', NOTIFYLIST_TLS_CERT_FILE: 'c', NOTIFYLIST_TLS_KEY_FILE: 'k', NOTIFYLIST_TLS_AUTH_CLIENTS: 'no' })!.tls?.port).toBe(6390);
+    expect(() => parseConfig(['--upstream', 'rediss://h', '--upstream-tls-insecure=maybe'], {})).toThrow("--upstream-tls-insecure takes no value (yes or no in the environment), got 'maybe'");
+    expect(parseConfig(['--upstream', 'rediss://h'], { NOTIFYLIST_UPSTREAM_TLS_INSECURE: 'yes' })!.upstream.tls?.insecure).toBe(true);
   });
 
   it('TLS for clients only, in front of plain Redis; --port 0 turns the plain port off (as in Redis)', async () => {
