@@ -343,10 +343,11 @@ describe('Sentinel: a master demoted behind the sentinels\' back', () => {
     const switched = log.findIndex((line) => line.includes(`${SWITCH_CHANNEL} ${MASTER_NAME}`));
     expect(asked).toBeGreaterThanOrEqual(0);
     if (switched >= 0) expect(asked).toBeLessThan(switched);
+    // The writes that met READONLY (if the control plane's lease renewal did not meet it first)
+    // are those sent while the proxy asked the sentinels (one round, milliseconds); then its
+    // sessions on the demoted server are closed and nothing else is written there.
     const readonly = writer.failures.filter((f) => /READONLY/.test(f.error));
-    // Only what was already on its way when the first READONLY came back: then no more writes.
-    expect(readonly.length).toBeLessThanOrEqual(2);
-    expect(writer.failures.filter((f) => f.at > demotedAt + 2000 && /READONLY/.test(f.error))).toEqual([]);
+    expect(readonly.filter((f) => f.at > readonly[0].at + 1000)).toEqual([]);
     await group.waitForSync(old);
     await untilReported(other, writer.writes);
     await checkEvents(other, 'fo_events', writer.writes);
