@@ -1,11 +1,12 @@
 #!/usr/bin/env node
 // notifylist-proxy command line: flags and environment -> a running proxy (or --uninstall,
-// --version, --help); SIGTERM / SIGINT exit 0 promptly, also during start-up.
-import { ConfigError, parseCommandLine, USAGE } from './config.js';
+// --version, --help); SIGTERM / SIGINT exit 0 promptly, also during start-up; SIGHUP reloads the
+// certificate files for new connections.
+import { ConfigError, parseCommandLine, USAGE, type ProxyConfig } from './config.js';
 import { StartupError } from './notify/control-plane.js';
-import { startProxy } from './index.js';
+import { startProxy, type RunningProxy } from './index.js';
 import { uninstall } from './operations/uninstall.js';
-import { redact, upstreamName } from './redact.js';
+import { redact } from './redact.js';
 import { packageVersion } from './version.js';
 
 // Everything printed goes through redact() (also done where messages are made): a last net
@@ -36,6 +37,25 @@ const signalled = new Promise<void>((resolve) => {
   process.on('SIGINT', stop);
 });
 const STOPPED = Symbol('stopped');
+
+/** SIGHUP does not end the proxy (Redis ignores it too); once running, it reloads certificates. */
+let onHangup = (): void => undefined;
+process.on('SIGHUP', () => onHangup());
+
+/** `127.0.0.1:6380, tls 127.0.0.1:6381, unix /run/p.sock, upstream rediss://10.0.0.5:6379/0` (never a password). */
+function listeningLine(proxy: RunningProxy, config: ProxyConfig): string {
+  const where = [
+    ...(proxy.port !== 0 ? [`${proxy.host}:${proxy.port}`] : []),
+    ...(proxy.tlsPort !== undefined ? [`tls ${proxy.host}:${proxy.tlsPort}`] : []),
+    ...(proxy.unixSocket !== undefined ? [`unix ${proxy.unixSocket}`] : []),
+  ];
+  const { upstream, sentinel } = config;
+  let target: string;
+  if (sentinel) target = `${proxy.upstream.name}, db ${upstream.db}${upstream.tls ? ', TLS' : ''}`;
+  else if (upstream.socketPath !== undefined) target = `unix://${upstream.socketPath}?db=${upstream.db}`;
+  else target = `${upstream.tls ? 'rediss' : 'redis'}://${proxy.upstream.name}/${upstream.db}`;
+  return `notifylist-proxy listening on ${where.join(', ')}, upstream ${target}`;
+}
 
 async function main(): Promise<number> {
   let command;
@@ -77,7 +97,9 @@ async function main(): Promise<number> {
     }
     throw error;
   }
-  print(`notifylist-proxy listening on ${proxy.host}:${proxy.port}, upstream redis://${upstreamName(config.upstream)}/${config.upstream.db}`);
+  print(listeningLine(proxy, config));
+  const running = proxy;
+  onHangup = () => log(`SIGHUP: ${running.reloadCertificates()}`);
 
   await signalled;
   // Stop accepting, close sessions; do not wait long on clients (or a Redis) that do not answer.

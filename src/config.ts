@@ -6,17 +6,63 @@ import { redact, redactUrl } from './redact.js';
 export interface UpstreamAddress {
   host: string;
   port: number;
+  /** unix:// upstream: the socket's path (host and port are not used). */
+  socketPath?: string;
   /** Credentials for the proxy's own control connections only: client sessions authenticate themselves. */
   username?: string;
   password?: string;
   /** Database new client sessions start in (SELECT before the client's first command). */
   db: number;
+  /** rediss://: every connection to Redis (and to the sentinels) is TLS. */
+  tls?: UpstreamTlsConfig;
+}
+
+/** The --upstream-tls-* flags, named after Redis's own tls-* options. */
+export interface UpstreamTlsConfig {
+  caCertFile?: string;
+  /** Client certificate and key, for Redis's `tls-auth-clients yes`. */
+  certFile?: string;
+  keyFile?: string;
+  /** Name the server's certificate must carry; default: the host connected to. */
+  serverName?: string;
+  /** No verification of the server's certificate at all. */
+  insecure: boolean;
+}
+
+/** --sentinel: the master is the one these sentinels name (src/upstream/sentinel.ts). */
+export interface SentinelConfig {
+  sentinels: Array<{ host: string; port: number }>;
+  masterName: string;
+  /** Credentials for the sentinels themselves (Redis's come from --upstream). */
+  username?: string;
+  password?: string;
+}
+
+/** The TLS listener for clients (--tls-port and Redis's other tls-* names). */
+export interface ListenerTlsConfig {
+  port: number;
+  certFile: string;
+  keyFile: string;
+  caCertFile?: string;
+  /** As Redis's tls-auth-clients: yes (a valid certificate required), no, optional (checked if sent). */
+  authClients: 'yes' | 'no' | 'optional';
+}
+
+/** The Unix socket listener for clients (--unixsocket, --unixsocketperm). */
+export interface UnixSocketConfig {
+  path: string;
+  /** File mode (octal in the flag, as Redis's unixsocketperm); undefined: as the umask makes it. */
+  perm?: number;
 }
 
 export interface ProxyConfig {
   bind: string;
+  /** Plain TCP listener; 0 turns it off (as in Redis). */
   port: number;
+  tls?: ListenerTlsConfig;
+  unixSocket?: UnixSocketConfig;
   upstream: UpstreamAddress;
+  sentinel?: SentinelConfig;
   /** Prefix of every internal key and channel; the same for every proxy in front of one Redis. */
   prefix: string;
   limits: FramerLimits;
@@ -44,29 +90,74 @@ export const DEFAULTS = {
 
 export class ConfigError extends Error {}
 
+const DEFAULT_REDIS_PORT = 6379;
+
+// (Written so that redact() leaves it alone: no user:password@ after a scheme.)
+const URL_FORMS = 'redis://host[:port][/db], rediss://... (TLS) or unix:///path[?db=N], with user:password@ or :password@ before the host or path if needed';
+
+function parseDb(text: string): number {
+  const db = text === '' ? 0 : Number(text);
+  if (!Number.isInteger(db) || db < 0) {
+    // A password with a '/' in it can end up in the path (`redis://u:12/34@host`): echo plain names only.
+    if (/^[\w.-]*$/.test(text)) throw new ConfigError(`invalid database '${text}' in upstream URL`);
+    throw new ConfigError('invalid database in upstream URL');
+  }
+  return db;
+}
+
+const decoded = (text: string | undefined): string | undefined => (text ? decodeURIComponent(text) : undefined);
+
+/**
+ * unix://[user[:password]@]/path[?db=N]. By hand: the WHATWG URL parser refuses credentials
+ * without a host. The URL is never echoed in errors (it may hold a password).
+ */
+function parseUnixUrl(text: string): UpstreamAddress {
+  const match = /^unix:\/\/(?:([^@/]*)@)?(\/[^?#]*)(?:\?([^#]*))?$/.exec(text);
+  if (!match) throw new ConfigError(`invalid unix upstream URL (expected unix://[user[:password]@]/path[?db=N])`);
+  const [, credentials, path, query] = match;
+  const colon = credentials?.indexOf(':') ?? -1;
+  const params = new URLSearchParams(query ?? '');
+  for (const name of params.keys()) if (name !== 'db') throw new ConfigError(`unknown parameter '${name}' in unix upstream URL (only db)`);
+  return {
+    host: '',
+    port: 0,
+    socketPath: decodeURIComponent(path),
+    username: decoded(colon === -1 ? credentials : credentials!.slice(0, colon)),
+    password: decoded(colon === -1 ? undefined : credentials!.slice(colon + 1)),
+    db: parseDb(params.get('db') ?? ''),
+  };
+}
+
 export function parseUpstreamUrl(text: string): UpstreamAddress {
+  if (text.startsWith('unix:')) return parseUnixUrl(text);
   let url: URL;
   try {
     url = new URL(text);
   } catch {
-    throw new ConfigError(`invalid upstream URL '${redactUrl(text)}' (expected redis://host[:port][/db], with user:password@ or :password@ before the host if needed)`);
+    throw new ConfigError(`invalid upstream URL '${redactUrl(text)}' (expected ${URL_FORMS})`);
   }
-  if (url.protocol !== 'redis:') throw new ConfigError(`unsupported upstream URL scheme '${url.protocol}' (only redis://)`);
-  const dbText = url.pathname.replace(/^\//, '');
-  const db = dbText === '' ? 0 : Number(dbText);
-  if (!Number.isInteger(db) || db < 0) {
-    // A password with a '/' in it can end up in the path (`redis://u:12/34@host`): echo plain names only.
-    if (/^[\w.-]*$/.test(dbText)) throw new ConfigError(`invalid database '${dbText}' in upstream URL`);
-    throw new ConfigError(`invalid database in upstream URL '${redactUrl(text)}'`);
+  if (url.protocol !== 'redis:' && url.protocol !== 'rediss:') {
+    throw new ConfigError(`unsupported upstream URL scheme '${url.protocol}' (redis://, rediss:// or unix://)`);
   }
-  const port = url.port === '' ? 6379 : Number(url.port);
+  const port = url.port === '' ? DEFAULT_REDIS_PORT : Number(url.port);
   return {
     host: url.hostname.replace(/^\[|\]$/g, '') || '127.0.0.1',
     port,
-    username: url.username ? decodeURIComponent(url.username) : undefined,
-    password: url.password ? decodeURIComponent(url.password) : undefined,
-    db,
+    username: decoded(url.username),
+    password: decoded(url.password),
+    db: parseDb(url.pathname.replace(/^\//, '')),
+    tls: url.protocol === 'rediss:' ? { insecure: false } : undefined,
   };
+}
+
+/** host:port[,host:port...] (a sentinel's default port is 26379, as Redis's). */
+function parseSentinels(text: string): Array<{ host: string; port: number }> {
+  return text.split(',').map((item) => {
+    const match = /^(?:\[([^\]]+)\]|([^:\s]+))(?::(\d+))?$/.exec(item.trim());
+    const port = match?.[3] === undefined ? 26379 : Number(match[3]);
+    if (!match || port < 1 || port > 65535) throw new ConfigError(`--sentinel: '${item}' is not host:port`);
+    return { host: match[1] ?? match[2], port };
+  });
 }
 
 const ENVIRONMENT: Record<string, string> = {
@@ -80,7 +171,26 @@ const ENVIRONMENT: Record<string, string> = {
   'lease-ms': 'NOTIFYLIST_LEASE_MS',
   'connect-timeout-ms': 'NOTIFYLIST_CONNECT_TIMEOUT_MS',
   'protected-mode': 'NOTIFYLIST_PROTECTED_MODE',
+  'tls-port': 'NOTIFYLIST_TLS_PORT',
+  'tls-cert-file': 'NOTIFYLIST_TLS_CERT_FILE',
+  'tls-key-file': 'NOTIFYLIST_TLS_KEY_FILE',
+  'tls-ca-cert-file': 'NOTIFYLIST_TLS_CA_CERT_FILE',
+  'tls-auth-clients': 'NOTIFYLIST_TLS_AUTH_CLIENTS',
+  unixsocket: 'NOTIFYLIST_UNIXSOCKET',
+  unixsocketperm: 'NOTIFYLIST_UNIXSOCKETPERM',
+  'upstream-tls-ca-cert-file': 'NOTIFYLIST_UPSTREAM_TLS_CA_CERT_FILE',
+  'upstream-tls-cert-file': 'NOTIFYLIST_UPSTREAM_TLS_CERT_FILE',
+  'upstream-tls-key-file': 'NOTIFYLIST_UPSTREAM_TLS_KEY_FILE',
+  'upstream-tls-server-name': 'NOTIFYLIST_UPSTREAM_TLS_SERVER_NAME',
+  'upstream-tls-insecure': 'NOTIFYLIST_UPSTREAM_TLS_INSECURE',
+  sentinel: 'NOTIFYLIST_SENTINEL',
+  'sentinel-master': 'NOTIFYLIST_SENTINEL_MASTER',
+  'sentinel-user': 'NOTIFYLIST_SENTINEL_USER',
+  'sentinel-password': 'NOTIFYLIST_SENTINEL_PASSWORD',
 };
+
+/** Options without a value on the command line (yes/no in the environment). */
+const SWITCHES = new Set(['upstream-tls-insecure']);
 
 export const USAGE = `Usage: notifylist-proxy [options]
 
@@ -88,10 +198,27 @@ A RESP proxy in front of Redis that turns key writes and expirations into events
 
 Options (each also from the environment variable shown):
   --bind <address>              listen address (NOTIFYLIST_BIND, default ${DEFAULTS.bind})
-  --port <port>                 listen port (NOTIFYLIST_PORT, default ${DEFAULTS.port})
-  --upstream <url>              redis://[user[:password]@]host[:port][/db] (NOTIFYLIST_UPSTREAM,
-                                default ${DEFAULTS.upstream}); user and password are used by the
-                                proxy's own control connections, db is where client sessions start
+  --port <port>                 listen port, 0: no plain TCP port (NOTIFYLIST_PORT, default ${DEFAULTS.port})
+  --tls-port <port>             TLS listen port (NOTIFYLIST_TLS_PORT); with --tls-cert-file,
+                                --tls-key-file, --tls-ca-cert-file and --tls-auth-clients yes|no|optional
+                                (default yes: clients need a certificate signed by the CA); SIGHUP
+                                reloads the files for new connections
+  --unixsocket <path>           Unix socket to listen on (NOTIFYLIST_UNIXSOCKET), mode from
+                                --unixsocketperm <octal> (NOTIFYLIST_UNIXSOCKETPERM)
+  --upstream <url>              redis://[user[:password]@]host[:port][/db], rediss://... (TLS) or
+                                unix://[user[:password]@]/path[?db=N] (NOTIFYLIST_UPSTREAM, default
+                                ${DEFAULTS.upstream}); user and password are used by the proxy's own
+                                control connections, db is where client sessions start
+  --upstream-tls-ca-cert-file <file>, --upstream-tls-cert-file <file>, --upstream-tls-key-file <file>,
+  --upstream-tls-server-name <name>, --upstream-tls-insecure
+                                TLS to Redis and the sentinels (rediss://): the CA that signed their
+                                certificates, a client certificate and key (for Redis's
+                                tls-auth-clients), the name their certificate must carry (default:
+                                the host connected to), or no verification at all
+  --sentinel <host:port,...>    ask these sentinels for the master and follow failovers
+                                (NOTIFYLIST_SENTINEL); with --sentinel-master <name>, and
+                                --sentinel-user / --sentinel-password for the sentinels themselves;
+                                --upstream then gives only credentials, db and TLS
   --prefix <prefix>             internal key prefix, printable ASCII (NOTIFYLIST_PREFIX, default ${DEFAULTS.prefix})
   --max-bulk-length <bytes>     largest bulk argument (NOTIFYLIST_MAX_BULK_LENGTH, default ${DEFAULT_LIMITS.maxBulkLength})
   --max-multibulk-length <n>    most arguments in one request (NOTIFYLIST_MAX_MULTIBULK_LENGTH, default ${DEFAULT_LIMITS.maxMultibulkLength})
@@ -149,7 +276,7 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
     const match = /^--([a-z-]+)(?:=(.*))?$/.exec(arg);
     // Only the option's name: a mistyped `--upstrem=redis://user:password@...` must not echo the value.
     if (!match || !(match[1] in ENVIRONMENT)) throw new ConfigError(`unknown option '${match ? `--${match[1]}` : redactUrl(arg)}' (see --help)`);
-    const value = match[2] ?? argv[++i];
+    const value = match[2] ?? (SWITCHES.has(match[1]) ? 'yes' : argv[++i]);
     if (value === undefined) throw new ConfigError(`option --${match[1]} needs a value`);
     values.set(match[1], value);
   }
@@ -162,12 +289,21 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
   };
   const protectedMode = (values.get('protected-mode') ?? DEFAULTS.protectedMode).toLowerCase();
   if (protectedMode !== 'yes' && protectedMode !== 'no') throw new ConfigError(`--protected-mode must be yes or no, got '${redact(values.get('protected-mode')!)}'`);
-  const port = integer('port', DEFAULTS.port, 0);
-  if (port > 65535) throw new ConfigError(`--port must be at most 65535`);
-  return {
+  const portNumber = (name: string, fallback: number): number => {
+    const port = integer(name, fallback, 0);
+    if (port > 65535) throw new ConfigError(`--${name} must be at most 65535`);
+    return port;
+  };
+  const port = portNumber('port', DEFAULTS.port);
+  const upstream = parseUpstreamUrl(values.get('upstream') ?? DEFAULTS.upstream);
+  upstream.tls = upstreamTls(values, upstream);
+  const config: ProxyConfig = {
     bind: values.get('bind') ?? DEFAULTS.bind,
     port,
-    upstream: parseUpstreamUrl(values.get('upstream') ?? DEFAULTS.upstream),
+    tls: listenerTls(values, portNumber('tls-port', 0)),
+    unixSocket: unixSocket(values),
+    upstream,
+    sentinel: sentinel(values, upstream),
     prefix: checkPrefix(values.get('prefix') ?? DEFAULTS.prefix),
     limits: {
       maxBulkLength: integer('max-bulk-length', DEFAULT_LIMITS.maxBulkLength, 1),
@@ -178,4 +314,81 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
     connectTimeoutMs: integer('connect-timeout-ms', DEFAULTS.connectTimeoutMs, 1),
     protectedMode: protectedMode === 'yes',
   };
+  // Redis's own words for the same configuration.
+  if (config.port === 0 && !config.tls && !config.unixSocket) {
+    throw new ConfigError('configured to not listen anywhere (--port 0 without --tls-port or --unixsocket)');
+  }
+  return config;
+}
+
+/** A yes/no switch (flag without a value, or yes/no in the environment). */
+function switchOn(values: Map<string, string>, name: string): boolean {
+  const value = values.get(name);
+  if (value === undefined || value === 'no') return false;
+  if (value === 'yes') return true;
+  throw new ConfigError(`--${name} takes no value (yes or no in the environment), got '${value}'`);
+}
+
+function upstreamTls(values: Map<string, string>, upstream: UpstreamAddress): UpstreamTlsConfig | undefined {
+  const given = [...values.keys()].filter((name) => name.startsWith('upstream-tls-') && !(name === 'upstream-tls-insecure' && values.get(name) === 'no'));
+  if (!upstream.tls) {
+    if (given.length > 0) throw new ConfigError(`--${given[0]} needs a rediss:// upstream (TLS)`);
+    return undefined;
+  }
+  const certFile = values.get('upstream-tls-cert-file');
+  const keyFile = values.get('upstream-tls-key-file');
+  if ((certFile === undefined) !== (keyFile === undefined)) {
+    throw new ConfigError('--upstream-tls-cert-file and --upstream-tls-key-file go together (a client certificate and its key)');
+  }
+  return {
+    caCertFile: values.get('upstream-tls-ca-cert-file'),
+    certFile,
+    keyFile,
+    serverName: values.get('upstream-tls-server-name'),
+    insecure: switchOn(values, 'upstream-tls-insecure'),
+  };
+}
+
+function listenerTls(values: Map<string, string>, port: number): ListenerTlsConfig | undefined {
+  const files = ['tls-cert-file', 'tls-key-file', 'tls-ca-cert-file', 'tls-auth-clients'].filter((name) => values.has(name));
+  if (port === 0) {
+    if (files.length > 0) throw new ConfigError(`--${files[0]} needs --tls-port`);
+    return undefined;
+  }
+  const certFile = values.get('tls-cert-file');
+  const keyFile = values.get('tls-key-file');
+  if (certFile === undefined || keyFile === undefined) throw new ConfigError('--tls-port needs --tls-cert-file and --tls-key-file');
+  const authClients = values.get('tls-auth-clients') ?? 'yes';
+  if (authClients !== 'yes' && authClients !== 'no' && authClients !== 'optional') {
+    throw new ConfigError(`--tls-auth-clients must be yes, no or optional, got '${authClients}'`);
+  }
+  const caCertFile = values.get('tls-ca-cert-file');
+  if (authClients !== 'no' && caCertFile === undefined) {
+    throw new ConfigError(`--tls-ca-cert-file must be specified when --tls-auth-clients is ${authClients} (the default is yes; no turns client certificates off)`);
+  }
+  return { port, certFile, keyFile, caCertFile, authClients };
+}
+
+function unixSocket(values: Map<string, string>): UnixSocketConfig | undefined {
+  const path = values.get('unixsocket');
+  const perm = values.get('unixsocketperm');
+  if (path === undefined) {
+    if (perm !== undefined) throw new ConfigError('--unixsocketperm needs --unixsocket');
+    return undefined;
+  }
+  if (perm !== undefined && !/^[0-7]{1,4}$/.test(perm)) throw new ConfigError(`--unixsocketperm must be an octal file mode such as 700, got '${perm}'`);
+  return { path, perm: perm === undefined ? undefined : parseInt(perm, 8) };
+}
+
+function sentinel(values: Map<string, string>, upstream: UpstreamAddress): SentinelConfig | undefined {
+  const list = values.get('sentinel');
+  const masterName = values.get('sentinel-master');
+  if (list === undefined) {
+    const stray = ['sentinel-master', 'sentinel-user', 'sentinel-password'].find((name) => values.has(name));
+    if (stray) throw new ConfigError(`--${stray} needs --sentinel`);
+    return undefined;
+  }
+  if (masterName === undefined) throw new ConfigError('--sentinel needs --sentinel-master <name>');
+  if (upstream.socketPath !== undefined) throw new ConfigError('--sentinel does not go with a unix:// upstream (sentinels name masters by host and port)');
+  return { sentinels: parseSentinels(list), masterName, username: values.get('sentinel-user'), password: values.get('sentinel-password') };
 }

@@ -2,40 +2,68 @@
 import type { ProxyConfig } from './config.js';
 import { missingControlPermissions } from './notify/control-permissions.js';
 import { ControlPlane, StartupError } from './notify/control-plane.js';
+import type { ListeningAddresses } from './proxy/listeners.js';
 import { isLoopbackBind, ProtectedMode } from './proxy/protected-mode.js';
 import { ProxyServer } from './proxy/server.js';
-import { redact, upstreamName } from './redact.js';
+import { redact } from './redact.js';
+import { CertificateError } from './tls-files.js';
+import { Upstream } from './upstream/upstream.js';
 
 export { parseConfig, ConfigError, type ProxyConfig } from './config.js';
 export { StartupError } from './notify/control-plane.js';
 
-export interface RunningProxy {
-  host: string;
-  port: number;
+export interface RunningProxy extends ListeningAddresses {
   controlPlane: ControlPlane;
   server: ProxyServer;
+  upstream: Upstream;
+  /** SIGHUP: reads every certificate file again, for new connections; returns what it did. */
+  reloadCertificates(): string;
   close(): Promise<void>;
 }
 
 /** Refuses a control user that lacks a permission the proxy needs, naming every one missing. */
-async function checkControlUser(config: ProxyConfig): Promise<void> {
-  const { upstream } = config;
+async function checkControlUser(config: ProxyConfig, upstream: Upstream): Promise<void> {
   // Unreachable, wrong password, ...: the control plane's own start says so in its words.
   const missing = await missingControlPermissions(upstream, config.prefix, config.connectTimeoutMs).catch(() => []);
   if (missing.length > 0) {
     throw new StartupError(
-      `the Redis user '${upstream.username ?? 'default'}' at ${upstreamName(upstream)} lacks what the proxy needs: ${missing.join(' ')} (README, Configuration)`,
+      `the Redis user '${upstream.username ?? 'default'}' at ${upstream.name} lacks what the proxy needs: ${missing.join(' ')} (README, Configuration)`,
     );
+  }
+}
+
+/** Certificate files are read here, before anything connects: a bad one is one start-up line. */
+function certificatesChecked<T>(make: () => T): T {
+  try {
+    return make();
+  } catch (error) {
+    if (error instanceof CertificateError) throw new StartupError(error.message);
+    throw error;
   }
 }
 
 export async function startProxy(config: ProxyConfig, output: (line: string) => void = () => undefined): Promise<RunningProxy> {
   // Log lines may quote errors of ioredis or Node: no credentials in them.
   const log = (line: string): void => output(redact(line));
-  const controlPlane = new ControlPlane(config, log);
+  const upstream = certificatesChecked(() => new Upstream(config, log));
+  if (upstream.tls?.insecure) {
+    log('warning: --upstream-tls-insecure: the certificates of Redis and the sentinels are not verified (anyone on the way can read and change the traffic)');
+  }
+  const controlPlane = new ControlPlane(config, log, upstream);
   const protectedMode = config.protectedMode ? new ProtectedMode(controlPlane.control, () => controlPlane.authRequiredNow(), log) : null;
+  let server: ProxyServer;
+  try {
+    server = certificatesChecked(() => new ProxyServer(config, controlPlane, upstream, protectedMode));
+  } catch (error) {
+    upstream.stop();
+    throw error;
+  }
   const starting = (async () => {
-    await checkControlUser(config);
+    // A replica, a TLS problem, no master from the sentinels: said here, in their own words.
+    await upstream.start().catch((error: Error) => {
+      throw new StartupError(error.message);
+    });
+    await checkControlUser(config, upstream);
     await controlPlane.start();
     // Only loopback clients can reach a loopback bind: then Redis is asked only if another one comes.
     if (protectedMode && !isLoopbackBind(config.bind)) await protectedMode.start();
@@ -44,7 +72,7 @@ export async function startProxy(config: ProxyConfig, output: (line: string) => 
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
     timer = setTimeout(() => {
-      reject(new StartupError(`Redis at ${upstreamName(config.upstream)} did not answer within ${config.connectTimeoutMs} ms (--connect-timeout-ms)`));
+      reject(new StartupError(`Redis at ${upstream.name} did not answer within ${config.connectTimeoutMs} ms (--connect-timeout-ms)`));
     }, config.connectTimeoutMs);
   });
   try {
@@ -54,26 +82,48 @@ export async function startProxy(config: ProxyConfig, output: (line: string) => 
     // Disconnect first: a polite QUIT would wait for ever on a Redis that does not answer.
     controlPlane.control.disconnect();
     controlPlane.subscriber.disconnect();
+    upstream.stop();
     await controlPlane.stop().catch(() => undefined);
     if (error instanceof Error) error.message = redact(error.message);
     throw error;
   } finally {
     clearTimeout(timer);
   }
-  const server = new ProxyServer(config, controlPlane, protectedMode);
-  let address: { host: string; port: number };
+  let addresses: ListeningAddresses;
   try {
-    address = await server.listen(config.port, config.bind);
+    addresses = await server.listen();
   } catch (error) {
+    await server.close().catch(() => undefined);
+    upstream.stop();
     await controlPlane.stop();
     throw error;
   }
   return {
-    ...address,
+    ...addresses,
     controlPlane,
     server,
+    upstream,
+    reloadCertificates() {
+      const reloaded: string[] = [];
+      // Each side on its own: a bad file on one side does not hold back the other.
+      const failures: string[] = [];
+      for (const [side, reload] of [
+        ['TLS listener', () => server.reloadCertificates()],
+        ['upstream TLS', () => (upstream.tls ? (upstream.reloadCertificates(), true) : false)],
+      ] as const) {
+        try {
+          if (reload()) reloaded.push(side);
+        } catch (error) {
+          failures.push(`${side}: ${(error as Error).message} (keeping the current files)`);
+        }
+      }
+      if (reloaded.length === 0 && failures.length === 0) return 'no certificate files to reload';
+      return [...(reloaded.length > 0 ? [`certificate files reloaded for new connections: ${reloaded.join(', ')}`] : []), ...failures].join('; ');
+    },
     async close() {
       await server.close();
+      // First: the control connections' ends are not a reason to ask the sentinels again.
+      upstream.stop();
       await controlPlane.stop();
     },
   };

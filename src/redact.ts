@@ -1,7 +1,6 @@
-// Secrets never reach the output: every message and log line that may hold a URL, an upstream
-// address or an error text from a library goes through redact() (the CLI's output does too, as
-// a last net). Defined once here.
-import type { UpstreamAddress } from './config.js';
+// Secrets never reach the output: every message and log line that may hold a URL or an error text
+// from a library goes through redact() (the CLI's output does too, as a last net). Defined once
+// here. (Upstreams are named without credentials by src/upstream: endpointName.)
 
 const MASK = '***';
 
@@ -32,10 +31,4 @@ const PRIVATE_KEY = /-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?(?:-----END [A-Z 
 /** A message (log line, error text, output line) with every URL's credentials and any private key masked. */
 export function redact(message: string): string {
   return message.replace(PRIVATE_KEY, '[private key]').replace(URL_IN_TEXT, redactUrl);
-}
-
-/** How the upstream is named in messages: `host:port` (IPv6 in brackets), never its credentials. */
-export function upstreamName(upstream: UpstreamAddress): string {
-  const host = upstream.host.includes(':') ? `[${upstream.host}]` : upstream.host;
-  return `${host}:${upstream.port}`;
 }

@@ -51,7 +51,7 @@ describe('flags', () => {
     [['--port'], /^notifylist-proxy: option --port needs a value\n$/],
     [['--port', 'abc'], /^notifylist-proxy: --port must be an integer >= 0, got 'abc'\n$/],
     [['--port', '70000'], /^notifylist-proxy: --port must be at most 65535\n$/],
-    [['--upstream', 'http://x'], /^notifylist-proxy: unsupported upstream URL scheme 'http:' \(only redis:\/\/\)\n$/],
+    [['--upstream', 'http://x'], /^notifylist-proxy: unsupported upstream URL scheme 'http:' \(redis:\/\/, rediss:\/\/ or unix:\/\/\)\n$/],
     [['--upstream', 'not a url'], /^notifylist-proxy: invalid upstream URL 'not a url'/],
     [['--max-bulk-length', '0'], /^notifylist-proxy: --max-bulk-length must be an integer >= 1, got '0'\n$/],
   ])('bad value %j: one line on stderr, exit 1', async (args, message) => {
@@ -101,7 +101,7 @@ describe('flags', () => {
   it('--upstream to a closed port: one clear line on stderr, exit 1, no stack trace', async () => {
     const closed = await freePort();
     const started = Date.now();
-    const result = await runCli(['--port', '0', '--upstream', `redis://127.0.0.1:${closed}`]);
+    const result = await runCli(['--port', String(await freePort()), '--upstream', `redis://127.0.0.1:${closed}`]);
     expect(result.code).toBe(1);
     expect(Date.now() - started).toBeLessThan(8000);
     expect(result.stdout).toBe('');
@@ -241,7 +241,7 @@ describe('upstream URL with a password', () => {
   });
 
   it('a wrong password in the URL: one line on stderr, exit 1', async () => {
-    const result = await runCli(['--port', '0', '--upstream', `redis://:wrong@127.0.0.1:${secured.port}`]);
+    const result = await runCli(['--port', String(await freePort()), '--upstream', `redis://:wrong@127.0.0.1:${secured.port}`]);
     expect(result.code).toBe(1);
     expect(result.stderr.trimEnd().split('\n')).toHaveLength(1);
     expect(result.stderr).toMatch(/WRONGPASS|NOAUTH|invalid/i);
@@ -249,7 +249,7 @@ describe('upstream URL with a password', () => {
   });
 
   it('no password in the URL against a requirepass server: one line on stderr, exit 1', async () => {
-    const result = await runCli(['--port', '0', '--upstream', `redis://127.0.0.1:${secured.port}`]);
+    const result = await runCli(['--port', String(await freePort()), '--upstream', `redis://127.0.0.1:${secured.port}`]);
     expect(result.code).toBe(1);
     expect(result.stderr.trimEnd().split('\n')).toHaveLength(1);
     expect(result.stderr).toMatch(/NOAUTH/);

@@ -1,15 +1,22 @@
 // `expired` events on a healthy system: exactly one per key whose TTL was set through a proxy,
 // with one proxy or several in front of the same Redis. Includes the earlier module's scenario.
+// Over plain TCP; expired-events-tls.test.ts and expired-events-unix.test.ts run this same file with
+// clients, proxies and Redis talking mutual TLS or over Unix sockets (helpers/transport.ts).
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { RunningProxy } from '../src/index.js';
-import { startTestProxy } from './helpers/proxy.js';
+import { startProxyOver } from './helpers/proxy.js';
 import { startRedis, type RedisServer } from './helpers/redis-server.js';
+import { ioredisTarget, removeTestCertificates, transport } from './helpers/transport.js';
 import { sleep, waitFor } from './helpers/wait.js';
 
+/** Clients and proxies reach Redis over this; the test's own checks use Redis's plain port. */
+const over = transport();
 let redis: RedisServer;
 let proxies: RunningProxy[] = [];
 let direct: Redis;
+/** A client of the i-th proxy, over the transport. */
+const viaProxy = (i: number): Redis => new Redis(ioredisTarget(over.proxied(proxies[i])));
 
 const entries = async (list: string): Promise<Array<{ key: string; op: string }>> =>
   (await direct.lrange(list, 0, -1)).map((entry) => JSON.parse(entry));
@@ -21,15 +28,16 @@ const countBy = (events: Array<{ key: string; op: string }>, op: string): Map<st
 };
 
 beforeAll(async () => {
-  redis = await startRedis();
+  redis = await startRedis(over.redis());
   direct = new Redis(redis.port);
-  proxies = [await startTestProxy(redis), await startTestProxy(redis)];
+  proxies = [await startProxyOver(over, redis), await startProxyOver(over, redis)];
 });
 
 afterAll(async () => {
   direct?.disconnect();
   for (const proxy of proxies) await proxy.close();
   await redis?.destroy();
+  removeTestCertificates();
 });
 
 beforeEach(async () => {
@@ -39,7 +47,7 @@ beforeEach(async () => {
 
 describe('expired events', () => {
   it('the README session: SETEX aa_1 2 -> set, then expired', async () => {
-    const client = new Redis(proxies[0].port);
+    const client = viaProxy(0);
     expect(await client.call('NOTIFYLIST.SET', 'aa_*', 'aa_list')).toBe('OK');
     expect(await client.setex('aa_1', 1, '1')).toBe('OK');
     expect(await direct.lrange('aa_list', 0, -1)).toEqual(['{"key":"aa_1","op":"set"}']);
@@ -52,7 +60,7 @@ describe('expired events', () => {
   });
 
   it("the earlier module's scenario: repeated SET EX / SETEX, many short-lived keys on fresh connections", async () => {
-    const admin = new Redis(proxies[0].port);
+    const admin = viaProxy(0);
     await admin.call('NOTIFYLIST.SET', 'aa_*', 'aa_list');
     await admin.call('NOTIFYLIST.SET', 'q*', 'aa_list');
     const writes = new Map<string, number>();
@@ -60,7 +68,7 @@ describe('expired events', () => {
 
     // Keys that stay alive: re-set every 200 ms with a 1 s TTL, so each expires exactly once, at the end.
     const refresher = (async () => {
-      const client = new Redis(proxies[1].port);
+      const client = viaProxy(1);
       for (let round = 0; round < 8; round++) {
         await client.set('aa_1', '1', 'EX', 1);
         wrote('aa_1');
@@ -77,7 +85,7 @@ describe('expired events', () => {
     for (let start = 0; start < keys.length; start += 25) {
       await Promise.all(
         keys.slice(start, start + 25).map(async (key, i) => {
-          const client = new Redis(proxies[(start + i) % 2].port);
+          const client = viaProxy((start + i) % 2);
           if (i % 2 === 0) await client.set(key, '1', 'PX', 300 + ((start + i) % 700));
           else await client.setex(key, 1, '1');
           wrote(key);
@@ -112,7 +120,7 @@ describe('expired events', () => {
   });
 
   it('a key deleted before its deadline is never reported; a key re-set without TTL is not either', async () => {
-    const client = new Redis(proxies[0].port);
+    const client = viaProxy(0);
     await client.call('NOTIFYLIST.SET', 'd*', 'dlist');
     await client.set('d1', '1', 'PX', 300);
     await client.set('d2', '1', 'PX', 300);
@@ -129,7 +137,7 @@ describe('expired events', () => {
   });
 
   it('SET with a deadline already past: set, then expired, at once', async () => {
-    const client = new Redis(proxies[0].port);
+    const client = viaProxy(0);
     await client.call('NOTIFYLIST.SET', 'p*', 'plist');
     await client.set('p1', '1', 'PXAT', 1000);
     expect(await entries('plist')).toEqual([

@@ -100,7 +100,7 @@ describe('the control user', () => {
     const all = controlAclRules('notifylist:');
     for (const rule of removable) {
       await setUser(all.filter((r) => r !== rule));
-      const config = parseConfig(['--port', '0', '--upstream', url()], {})!;
+      const config = parseConfig(['--port', String(await freePort()), '--upstream', url()], {})!;
       const refused = await startProxy(config).then(
         async (proxy) => {
           await proxy.close();
@@ -116,7 +116,7 @@ describe('the control user', () => {
   it('several missing: named together; through the CLI one line on stderr and exit 1', async () => {
     const all = controlAclRules('notifylist:');
     await setUser(all.filter((r) => r !== '+zcard' && r !== '&notifylist:*'));
-    const result = await runCli(['--port', '0', '--upstream', url()]);
+    const result = await runCli(['--port', String(await freePort()), '--upstream', url()]);
     expect(result.code).toBe(1);
     expect(result.stdout).toBe('');
     expect(result.stderr).toBe(`notifylist-proxy: the Redis user 'ctl' at 127.0.0.1:${redis.port} lacks what the proxy needs: +zcard &notifylist:* (README, Configuration)\n`);
@@ -145,7 +145,7 @@ describe('an upstream that accepts connections and never answers', () => {
 
   it('start-up times out: one line on stderr, exit 1', async () => {
     const started = Date.now();
-    const result = await runCli(['--port', '0', '--upstream', `redis://127.0.0.1:${silentPort}`, '--connect-timeout-ms', '800']);
+    const result = await runCli(['--port', String(await freePort()), '--upstream', `redis://127.0.0.1:${silentPort}`, '--connect-timeout-ms', '800']);
     expect(result.code).toBe(1);
     expect(Date.now() - started).toBeLessThan(6000);
     expect(result.stdout).toBe('');
@@ -153,7 +153,7 @@ describe('an upstream that accepts connections and never answers', () => {
   });
 
   it('the default timeout applies too (also with a password: AUTH never answered)', async () => {
-    const result = await runCli(['--port', '0', '--upstream', `redis://u:p@127.0.0.1:${silentPort}`], {}, 15_000);
+    const result = await runCli(['--port', String(await freePort()), '--upstream', `redis://u:p@127.0.0.1:${silentPort}`], {}, 15_000);
     expect(result.code).toBe(1);
     expect(result.stderr).toMatch(/did not answer within 5000 ms/);
   });
@@ -161,7 +161,7 @@ describe('an upstream that accepts connections and never answers', () => {
   for (const signal of ['SIGTERM', 'SIGINT'] as const) {
     it(`${signal} during the hanging start-up: exit 0 at once`, async () => {
       const before = accepted;
-      const cli = running(startCli(['--port', '0', '--upstream', `redis://127.0.0.1:${silentPort}`, '--connect-timeout-ms', '60000']));
+      const cli = running(startCli(['--port', String(await freePort()), '--upstream', `redis://127.0.0.1:${silentPort}`, '--connect-timeout-ms', '60000']));
       // Connecting: the CLI is past loading its modules, in its start-up.
       await waitFor(async () => accepted, (n) => n > before, 5000);
       const started = Date.now();
@@ -353,7 +353,7 @@ describe('--prefix', () => {
   });
 
   it('a non-ASCII prefix through the CLI: one line, exit 1', async () => {
-    const result = await runCli(['--port', '0', '--prefix', 'é:']);
+    const result = await runCli(['--port', String(await freePort()), '--prefix', 'é:']);
     expect(result.code).toBe(1);
     expect(result.stderr).toBe('notifylist-proxy: --prefix must be non-empty printable ASCII (bytes 0x20-0x7e), got "é:"\n');
   });

@@ -7,8 +7,8 @@ import fc from 'fast-check';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { parseConfig, startProxy, type RunningProxy } from '../src/index.js';
-import { startRedis, type RedisServer } from './helpers/redis-server.js';
 import { targetCounts } from './helpers/internal.js';
+import { freePort, startRedis, type RedisServer } from './helpers/redis-server.js';
 import { sleep, waitFor } from './helpers/wait.js';
 
 let redis: RedisServer;
@@ -18,7 +18,7 @@ let direct: Redis;
 const proxyLog: string[] = [];
 
 async function startLoggingProxy(): Promise<RunningProxy> {
-  const config = parseConfig(['--port', '0', '--upstream', redis.url], {})!;
+  const config = parseConfig(['--port', String(await freePort()), '--upstream', redis.url], {})!;
   return startProxy(config, (line) => proxyLog.push(line));
 }
 

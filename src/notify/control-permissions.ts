@@ -5,8 +5,8 @@
 // The check needs no admin rights and leaves nothing behind: on a raw connection of its own it
 // sends MULTI, one probe per command, DISCARD. Redis checks ACLs (command, keys, channels) before
 // it queues a command in MULTI, so each probe answers +QUEUED or -NOPERM and none of them runs.
-import { connect, type Socket } from 'node:net';
-import type { UpstreamAddress } from '../config.js';
+import type { Socket } from 'node:net';
+import type { Upstream } from '../upstream/upstream.js';
 import { encodeCommand } from '../resp/encode.js';
 import { replyEnd } from '../resp/reply-scanner.js';
 import { expiredChannel } from './names.js';
@@ -36,6 +36,7 @@ export const CONTROL_COMMANDS: readonly ControlPermission[] = [
   { rule: '+multi', why: 'start-up permission check', probe: () => ['MULTI'] },
   { rule: '+discard', why: 'start-up permission check', probe: () => ['DISCARD'] },
   { rule: '+info', why: 'version and run_id (INFO server), ioredis ready check', probe: () => ['INFO', 'server'] },
+  { rule: '+role', why: 'confirms the upstream is a master (at start; under Sentinel, every master it is told of)', probe: () => ['ROLE'] },
   { rule: '+client|setname', why: 'names its connections (CLIENT LIST shows notifylist-proxy:*)', probe: () => ['CLIENT', 'SETNAME', 'x'] },
   { rule: '+function|load', why: 'loads the notifylist library', probe: () => ['FUNCTION', 'LOAD', 'x'] },
   { rule: '+fcall_ro', why: "the loaded library's version (notices a flushed or older library)", probe: () => ['FCALL_RO', 'notifylist_version', '0'] },
@@ -103,7 +104,7 @@ const PROBE_TIMEOUT_MS = 5000;
  * Which of the required rules the upstream user lacks; [] when none. Throws when the check could
  * not be made (unreachable, authentication refused, no answer): the caller reports that its way.
  */
-export async function missingControlPermissions(upstream: UpstreamAddress, prefix: string, timeoutMs = PROBE_TIMEOUT_MS): Promise<string[]> {
+export async function missingControlPermissions(upstream: Upstream, prefix: string, timeoutMs = PROBE_TIMEOUT_MS): Promise<string[]> {
   const connection = await RawConnection.open(upstream, timeoutMs);
   try {
     if (upstream.password !== undefined) {
@@ -158,12 +159,12 @@ class RawConnection {
     socket.on('close', () => this.fail(new Error('connection closed')));
   }
 
-  static open(upstream: UpstreamAddress, timeoutMs: number): Promise<RawConnection> {
+  static open(upstream: Upstream, timeoutMs: number): Promise<RawConnection> {
     return new Promise((resolve, reject) => {
-      const socket = connect({ host: upstream.host, port: upstream.port, noDelay: true });
+      const { socket, readyEvent } = upstream.openOnce();
       socket.setTimeout(timeoutMs, () => socket.destroy(new Error(`no answer within ${timeoutMs} ms`)));
       socket.once('error', reject);
-      socket.once('connect', () => {
+      socket.once(readyEvent, () => {
         socket.off('error', reject);
         resolve(new RawConnection(socket));
       });

@@ -11,7 +11,6 @@ import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { Redis } from 'ioredis';
 import type { ProxyConfig } from '../config.js';
-import { upstreamName } from '../redact.js';
 import { RegistrationKeeper } from './restore.js';
 import { rewrittenCommands, type ControlHooks } from '../proxy/rewrite.js';
 import { keyRulesOf, readsAll, registrationRefusal, type KeyRuleSets } from '../security/acl-rules.js';
@@ -21,6 +20,7 @@ import { ExpiryReporter, Reaper } from './expiry.js';
 import { EXPIRED_CHANNEL, expiredChannel, internalNames, type InternalNames } from './names.js';
 import { binary, createControlClient, databaseCount, inDatabase, inEveryDatabase, parseRedisVersion, probeAuthRequired, withExpiredEvents } from './redis-control.js';
 import { Registry, type RegistrySnapshot, type StoredEntry } from './registry.js';
+import type { Upstream } from '../upstream/upstream.js';
 
 /** Start-up failures worth one clear line and exit code 1. */
 export class StartupError extends Error {}
@@ -122,11 +122,20 @@ export class ControlPlane implements ControlHooks {
   constructor(
     private readonly config: ProxyConfig,
     private readonly log: (line: string) => void,
+    /** Where Redis is; under Sentinel it moves (then the control connections follow it). */
+    private readonly upstream: Upstream,
   ) {
     this.names = internalNames(config.prefix);
     const retry = (): boolean => this.running;
-    this.control = createControlClient(config.upstream, 'notifylist-proxy:control', retry);
-    this.subscriber = createControlClient(config.upstream, 'notifylist-proxy:events', retry);
+    this.control = createControlClient(upstream, 'notifylist-proxy:control', retry);
+    this.subscriber = createControlClient(upstream, 'notifylist-proxy:events', retry);
+    // A new master: its change channel is not subscribed yet, so the registry is not current
+    // there (a registration made there now would not wait for us). Synchronous: sessions opened
+    // to the new master hold their requests from the start.
+    upstream.on('switch', () => {
+      this.current = false;
+      this.keyeventSubscribed = false;
+    });
     // Subscriptions are made again by hand after a reconnect, then the registry is reloaded.
     this.subscriber.options.autoResubscribe = false;
     // ioredis reconnects by itself; errors in between are reported by the events below. The last
@@ -243,7 +252,7 @@ export class ControlPlane implements ControlHooks {
   }
 
   get upstreamName(): string {
-    return upstreamName(this.config.upstream);
+    return this.upstream.name;
   }
 
   get isActive(): boolean {
@@ -551,7 +560,7 @@ export class ControlPlane implements ControlHooks {
 
   /** One probe at a time; callers during one share its answer. */
   private probeAuth(): Promise<void> {
-    this.authProbe ??= probeAuthRequired(this.config.upstream)
+    this.authProbe ??= probeAuthRequired(this.upstream)
       .then((required) => {
         this.authIsRequired = required;
         this.authProbedAt = Date.now();
@@ -731,6 +740,8 @@ export class ControlPlane implements ControlHooks {
   }
 
   private becomeCurrent(): void {
+    // A load that finishes after the subscriber dropped, or moved to another master, proves nothing.
+    if (this.subscriber.status !== 'ready' || !this.upstream.isOnMaster(this.subscriber)) return;
     this.current = true;
     this.releaseWaiters();
   }

@@ -1,20 +1,17 @@
 // The proxy's own connections to Redis (ioredis): commands, and a subscriber. Client sessions
 // never use these; these use the credentials from the upstream URL.
-import { connect } from 'node:net';
 import { Redis, type RedisOptions } from 'ioredis';
-import type { UpstreamAddress } from '../config.js';
+import type { Upstream } from '../upstream/upstream.js';
 
 /** A binary-safe argument: our keys, patterns and lists are latin1 strings (one char per byte). */
 export function binary(text: string): Buffer {
   return Buffer.from(text, 'latin1');
 }
 
-export function createControlClient(upstream: UpstreamAddress, name: string, retry: () => boolean): Redis {
+export function createControlClient(upstream: Upstream, name: string, retry: () => boolean): Redis {
   const options: RedisOptions = {
-    host: upstream.host,
-    port: upstream.port,
-    username: upstream.username,
-    password: upstream.password,
+    // Where Redis is, TLS, credentials; following the master under Sentinel.
+    ...upstream.clientOptions(),
     connectionName: name,
     // CLIENT SETINFO exists from Redis 7.2 on: not worth a permission or an error in errorstats.
     disableClientInfo: true,
@@ -90,9 +87,9 @@ export function parseRedisVersion(info: string): [number, number, number] | null
  * Does a new, unauthenticated connection have to AUTH first? (requirepass, or a default user
  * without nopass.) Asked on a raw connection, the way a client's session starts.
  */
-export function probeAuthRequired(upstream: UpstreamAddress, timeoutMs = 2000): Promise<boolean> {
+export function probeAuthRequired(upstream: Upstream, timeoutMs = 2000): Promise<boolean> {
   return new Promise((resolve) => {
-    const socket = connect({ host: upstream.host, port: upstream.port });
+    const { socket, readyEvent } = upstream.openOnce();
     let reply = '';
     const finish = (required: boolean): void => {
       socket.destroy();
@@ -100,7 +97,7 @@ export function probeAuthRequired(upstream: UpstreamAddress, timeoutMs = 2000): 
     };
     socket.setTimeout(timeoutMs, () => finish(false));
     socket.on('error', () => finish(false));
-    socket.on('connect', () => socket.write('PING\r\n'));
+    socket.on(readyEvent, () => socket.write('PING\r\n'));
     socket.on('data', (chunk: Buffer) => {
       reply += chunk.toString('latin1');
       if (reply.includes('\r\n')) finish(reply.startsWith('-NOAUTH'));

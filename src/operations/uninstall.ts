@@ -3,9 +3,10 @@
 // it is (other software may rely on the flags the proxy added); the output says how to reset it.
 import type { Redis } from 'ioredis';
 import type { ProxyConfig } from '../config.js';
-import { redact, upstreamName } from '../redact.js';
+import { redact } from '../redact.js';
 import { escapeGlob } from '../notify/control-permissions.js';
 import { binary, createControlClient, databaseCount, inDatabase } from '../notify/redis-control.js';
+import { Upstream } from '../upstream/upstream.js';
 
 const SCAN_COUNT = 1000;
 const UNLINK_BATCH = 500;
@@ -22,24 +23,35 @@ export async function uninstall(config: ProxyConfig, output: (line: string) => v
 }
 
 async function uninstallFrom(config: ProxyConfig, print: (line: string) => void): Promise<string | null> {
-  const upstream = upstreamName(config.upstream);
-  const redis = createControlClient(config.upstream, 'notifylist-proxy:uninstall', () => false);
+  let upstream: Upstream;
+  try {
+    upstream = new Upstream(config, () => undefined);
+  } catch (error) {
+    return (error as Error).message; // a certificate file
+  }
+  const where = (): string => upstream.name;
+  const redis = createControlClient(upstream, 'notifylist-proxy:uninstall', () => false);
   let lastError = '';
   redis.on('error', (error: Error) => (lastError = error.message));
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<string>((resolve) => {
-    timer = setTimeout(() => resolve(`Redis at ${upstream} did not answer within ${config.connectTimeoutMs} ms (--connect-timeout-ms)`), config.connectTimeoutMs);
+    timer = setTimeout(() => resolve(`Redis at ${where()} did not answer within ${config.connectTimeoutMs} ms (--connect-timeout-ms)`), config.connectTimeoutMs);
   });
   try {
-    const connected = await Promise.race([redis.connect().then(() => null, (e: Error) => `cannot reach Redis at ${upstream}: ${lastError || e.message}`), timeout]);
+    const reached = upstream.start().then(
+      () => redis.connect().then(() => null, (e: Error) => `cannot reach Redis at ${where()}: ${lastError || e.message}`),
+      (e: Error) => e.message, // a replica, TLS, no master from the sentinels
+    );
+    const connected = await Promise.race([reached, timeout]);
     if (connected !== null) return connected;
     clearTimeout(timer);
     return await removeAll(redis, config.prefix, print);
   } catch (error) {
-    return `uninstall from ${upstream} failed: ${(error as Error).message}`;
+    return `uninstall from ${where()} failed: ${(error as Error).message}`;
   } finally {
     clearTimeout(timer);
     redis.disconnect();
+    upstream.stop();
   }
 }
 

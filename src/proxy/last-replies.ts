@@ -11,6 +11,8 @@ import type { Socket } from 'node:net';
  * 'data' event.
  */
 export function keepLastReplies(socket: Socket, onData: (chunk: Buffer) => void): void {
+  // Over TLS the file descriptor carries ciphertext: what is left there cannot be read back.
+  if ((socket as Socket & { encrypted?: boolean }).encrypted) return;
   const destroy = socket._destroy;
   socket._destroy = function (this: Socket, error: Error | null, callback: (error?: Error | null) => void): void {
     // Node's socket handle keeps its file descriptor (Unix); elsewhere nothing can be read back.

@@ -1,30 +1,34 @@
-// The listening side: accepts clients and gives each one a Session with its own upstream connection.
-import { createServer, type Server, type Socket } from 'node:net';
+// The listening side: accepts clients (on every listener) and gives each one a Session with its
+// own upstream connection, after applying Redis's protected mode on Redis's behalf.
+import type { Socket } from 'node:net';
 import type { ProxyConfig } from '../config.js';
 import type { ControlPlane } from '../notify/control-plane.js';
+import type { Upstream } from '../upstream/upstream.js';
+import { Listeners, type ListeningAddresses } from './listeners.js';
 import { DENIED, isLocalAddress, type ProtectedMode } from './protected-mode.js';
 import { Rewriter } from './rewrite.js';
 import { Session, type SessionOptions } from './session.js';
 
 export class ProxyServer {
-  private readonly server: Server;
+  private readonly listeners: Listeners;
   private readonly sessions = new Set<Session>();
   private readonly options: SessionOptions;
   /** Clients waiting (unread, no upstream yet) for a fresh reading of Redis's protected mode. */
   private readonly deciding = new Set<Socket>();
-  /** Listening on a Unix socket: its clients are local to Redis too (they have no remote address). */
-  private unixSocket = false;
 
-  /** `protectedMode`: null with --protected-mode no (every client is let through). */
+  /**
+   * `protectedMode`: null with --protected-mode no (every client is let through). Throws a
+   * CertificateError if a TLS listener file is unreadable or invalid.
+   */
   constructor(
     config: ProxyConfig,
     controlPlane: ControlPlane,
+    upstream: Upstream,
     private readonly protectedMode: ProtectedMode | null = null,
   ) {
     const rewriter = new Rewriter(controlPlane.names.prefix, controlPlane);
     this.options = {
-      upstreamHost: config.upstream.host,
-      upstreamPort: config.upstream.port,
+      upstream,
       initialDb: config.upstream.db,
       limits: config.limits,
       registry: controlPlane.registry,
@@ -33,9 +37,7 @@ export class ProxyServer {
       registryIsCurrent: () => controlPlane.registryIsCurrent(),
       whenCurrent: () => controlPlane.whenCurrent(),
     };
-    // allowHalfOpen: a client that half-closes still gets the replies to what it sent (as from Redis).
-    // pauseOnConnect: nothing is read from a client before it is let in (a refused one is never read).
-    this.server = createServer({ allowHalfOpen: true, noDelay: true, pauseOnConnect: true }, (client) => this.accept(client));
+    this.listeners = new Listeners(config, (client, local) => this.accept(client, local));
   }
 
   get connections(): number {
@@ -43,8 +45,8 @@ export class ProxyServer {
   }
 
   /** Redis's protected mode, on Redis's behalf (Redis sees the proxy's address for every session). */
-  private accept(client: Socket): void {
-    const local = isLocalAddress(client.remoteAddress) || this.unixSocket;
+  private accept(client: Socket, fromUnixSocket: boolean): void {
+    const local = fromUnixSocket || isLocalAddress(client.remoteAddress);
     const refuse = local || this.protectedMode === null ? false : this.protectedMode.refusesRemote();
     if (refuse === false) return this.startSession(client);
     if (refuse === true) return deny(client);
@@ -66,22 +68,18 @@ export class ProxyServer {
     this.sessions.add(session);
   }
 
-  listen(port: number, host: string): Promise<{ host: string; port: number }> {
-    return new Promise((resolve, reject) => {
-      this.server.once('error', reject);
-      this.server.listen(port, host, () => {
-        this.server.off('error', reject);
-        const address = this.server.address();
-        this.unixSocket = typeof address === 'string';
-        if (address && typeof address === 'object') resolve({ host: address.address, port: address.port });
-        else reject(new Error('not listening on TCP'));
-      });
-    });
+  listen(): Promise<ListeningAddresses> {
+    return this.listeners.listen();
+  }
+
+  /** SIGHUP: the TLS listener's certificate files again (false: there is no TLS listener). */
+  reloadCertificates(): boolean {
+    return this.listeners.reloadCertificates();
   }
 
   /** Stops accepting, ends every session, resolves when all connections are gone. */
   async close(): Promise<void> {
-    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    const closed = this.listeners.close();
     for (const client of this.deciding) client.destroy();
     for (const session of this.sessions) session.shutdown();
     await closed;

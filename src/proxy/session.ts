@@ -1,18 +1,19 @@
 // One client connection and its own upstream connection to Redis. All connection state (db,
 // auth, MULTI, WATCH, subscriptions, protocol, CLIENT settings) lives in Redis, exactly as without
 // the proxy. Requests are framed, not decoded; replies are forwarded as raw bytes, never read.
-import { connect, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import type { FramerLimits, RequestFrame } from '../resp/request-framer.js';
 import { RequestFramer } from '../resp/request-framer.js';
 import { encodeCommand } from '../resp/encode.js';
 import { replyEnd } from '../resp/reply-scanner.js';
 import type { Registry } from '../notify/registry.js';
+import type { Upstream } from '../upstream/upstream.js';
 import { keepLastReplies } from './last-replies.js';
 import type { Rewriter, SessionState } from './rewrite.js';
 
 export interface SessionOptions {
-  upstreamHost: string;
-  upstreamPort: number;
+  /** Where Redis is (TCP, TLS, Unix socket; the master Sentinel names). */
+  upstream: Upstream;
   /** Database the session starts in; selected before the client's first command. */
   initialDb: number;
   limits: FramerLimits;
@@ -72,11 +73,12 @@ export class Session {
     this.state = { registry: options.registry.all, authAttempted: false, user: 'default' };
     client.setNoDelay(true);
     client.pause(); // nothing is read until the upstream connection is there
-    const upstream = connect({ host: options.upstreamHost, port: options.upstreamPort, noDelay: true });
+    const link = options.upstream.open(() => this.closeForFailover());
+    const upstream = link.socket;
     this.upstream = upstream;
 
     let connected = false;
-    upstream.once('connect', () => {
+    upstream.once(link.readyEvent, () => {
       connected = true;
       if (options.initialDb !== 0) {
         this.handshaking = true;
@@ -99,7 +101,7 @@ export class Session {
     upstream.on('error', (error: NodeJS.ErrnoException) => {
       if (connected || client.destroyed) return;
       // Never connected: tell the client why, Redis-style, then close.
-      client.end(`-ERR notifylist-proxy: upstream ${options.upstreamHost}:${options.upstreamPort} unavailable (${error.code ?? error.message})\r\n`);
+      client.end(`-ERR notifylist-proxy: upstream ${link.name} unavailable (${error.code ?? error.message})\r\n`);
     });
 
     client.on('data', (chunk: Buffer) => this.fromClient(chunk));
@@ -115,6 +117,17 @@ export class Session {
     this.client.pause();
     this.upstream.end();
     this.client.end();
+  }
+
+  /**
+   * The master moved (Sentinel): nothing more goes to the old one. The client gets the replies
+   * already read from it, then its connection ends; it reconnects (to the new master), as after
+   * a failover without the proxy, where Sentinel has the old master close its clients.
+   */
+  private closeForFailover(): void {
+    this.poison();
+    this.heldChunks.length = 0;
+    this.upstream.destroy(); // 'close': the client's connection ends once written
   }
 
   /** The client connection is gone: drop the upstream connection with it. */

@@ -3,10 +3,20 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { parseConfig, startProxy, type RunningProxy } from '../../src/index.js';
 import { freePort, waitForPort, type RedisServer } from './redis-server.js';
+import type { Transport } from './transport.js';
 
 export async function startTestProxy(redis: RedisServer, extraFlags: string[] = []): Promise<RunningProxy> {
-  const config = parseConfig(['--port', '0', '--upstream', redis.url, ...extraFlags], {})!;
-  return startProxy(config);
+  return startProxyWith(['--port', String(await freePort()), '--upstream', redis.url, ...extraFlags]);
+}
+
+/** An in-process proxy with exactly these flags (no environment). */
+export async function startProxyWith(flags: string[], log?: (line: string) => void): Promise<RunningProxy> {
+  return startProxy(parseConfig(flags, {})!, log);
+}
+
+/** An in-process proxy in front of `redis` over `transport` (clients reach it over the same). */
+export async function startProxyOver(transport: Transport, redis: RedisServer, extraFlags: string[] = []): Promise<RunningProxy> {
+  return startProxyWith([...(await transport.proxyFlags(redis)), ...extraFlags]);
 }
 
 const CLI = fileURLToPath(new URL('../../dist/cli.js', import.meta.url));

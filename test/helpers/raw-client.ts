@@ -1,6 +1,7 @@
 // A raw RESP connection for byte-exact comparisons: sends bytes, collects whole replies as bytes.
-import { connect, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { replyEnd } from '../../src/resp/reply-scanner.js';
+import { connectTo, type Target } from './transport.js';
 
 export { replyEnd };
 
@@ -21,12 +22,9 @@ export class RawClient {
     socket.on('error', () => undefined);
   }
 
-  static connect(port: number, host = '127.0.0.1'): Promise<RawClient> {
-    return new Promise((resolve, reject) => {
-      const socket = connect(port, host);
-      socket.once('connect', () => resolve(new RawClient(socket)));
-      socket.once('error', reject);
-    });
+  /** To a TCP port (on 127.0.0.1 unless `host` says), or to any target (TLS, Unix socket: see transport.ts). */
+  static async connect(to: number | Target, host?: string): Promise<RawClient> {
+    return new RawClient(await connectTo(typeof to === 'number' ? { port: to, host } : to));
   }
 
   private notify(): void {

@@ -1,0 +1,6 @@
+// The expired-events scenarios (expired-events.test.ts, the earlier module's seed scenario among
+// them) with clients, proxies and Redis talking mutual TLS (helpers/transport.ts).
+import { useTransport } from './helpers/transport.js';
+
+useTransport('tls');
+await import('./expired-events.test.js');
