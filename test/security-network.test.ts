@@ -42,7 +42,7 @@ async function redisOnBoth(config: Record<string, string> = {}): Promise<RedisSe
 }
 
 async function proxyFor(upstream: string, flags: string[], log?: (line: string) => void): Promise<RunningProxy> {
-  const proxy = await startProxy(parseConfig(['--port', '0', '--upstream', upstream, ...flags], {})!, log);
+  const proxy = await startProxy(parseConfig(['--port', String(await freePort()), '--upstream', upstream, ...flags], {})!, log);
   cleanups.push(() => proxy.close());
   return proxy;
 }
@@ -156,9 +156,9 @@ describe('protected mode', () => {
     const redis = await redisOnBoth();
     const proxy = await proxyFor(redis.url, ['--bind', '0.0.0.0', '--protected-mode', 'no']);
     expect(await pingFrom(external, proxy.port)).toEqual({ bytes: '+PONG\r\n', closed: false });
-    expect(parseConfig(['--port', '0'], { NOTIFYLIST_PROTECTED_MODE: 'no' })!.protectedMode).toBe(false);
-    expect(parseConfig(['--port', '0', '--protected-mode', 'yes'], { NOTIFYLIST_PROTECTED_MODE: 'no' })!.protectedMode).toBe(true);
-    expect(parseConfig(['--port', '0'], {})!.protectedMode).toBe(true);
+    expect(parseConfig(['--port', '6390'], { NOTIFYLIST_PROTECTED_MODE: 'no' })!.protectedMode).toBe(false);
+    expect(parseConfig(['--port', '6390', '--protected-mode', 'yes'], { NOTIFYLIST_PROTECTED_MODE: 'no' })!.protectedMode).toBe(true);
+    expect(parseConfig(['--port', '6390'], {})!.protectedMode).toBe(true);
     expect(() => parseConfig(['--protected-mode', 'maybe'], {})).toThrow("--protected-mode must be yes or no, got 'maybe'");
   });
 
@@ -248,8 +248,8 @@ describe('redaction: a password in the upstream URL never shows in the output', 
     ];
     // The flag or the environment, running or --uninstall, in turn (one parser behind all four).
     const modes: Array<(url: string) => Parameters<typeof runCli>> = [
-      (url) => [['--port', '0', '--upstream', url]],
-      (url) => [['--port', '0'], { NOTIFYLIST_UPSTREAM: url }],
+      (url) => [['--port', '6390', '--upstream', url]],
+      (url) => [['--port', '6390'], { NOTIFYLIST_UPSTREAM: url }],
       (url) => [['--uninstall', '--upstream', url]],
       (url) => [['--uninstall'], { NOTIFYLIST_UPSTREAM: url }],
     ];
@@ -281,8 +281,8 @@ describe('redaction: a password in the upstream URL never shows in the output', 
     await waitFor(async () => String(await direct.client('LIST')), (list) => !list.includes('name=notifylist-proxy'), 5000);
 
     const results = await fewAtATime([
-      () => runCli(['--port', '0', '--upstream', `redis://:${SECRET}x@127.0.0.1:${redis.port}`]), // wrong password
-      () => runCli(['--port', '0', '--upstream', `redis://u:${SECRET}@127.0.0.1:${closed}`]),
+      () => runCli(['--port', String(closed), '--upstream', `redis://:${SECRET}x@127.0.0.1:${redis.port}`]), // wrong password (start fails before listening)
+      () => runCli(['--port', String(closed), '--upstream', `redis://u:${SECRET}@127.0.0.1:${closed}`]),
       () => runCli(['--uninstall', '--upstream', good]),
       () => runCli(['--uninstall'], { NOTIFYLIST_UPSTREAM: `redis://u:${SECRET}@127.0.0.1:${closed}` }),
       () => runCli([`--upstrem=${good}`]),

@@ -7,7 +7,7 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { parseConfig, startProxy, type RunningProxy } from '../src/index.js';
 import { registeringRules, writerRules } from '../src/security/user-rules.js';
-import { startRedis, type RedisServer } from './helpers/redis-server.js';
+import { freePort, startRedis, type RedisServer } from './helpers/redis-server.js';
 import { sleep, waitFor } from './helpers/wait.js';
 
 let redis: RedisServer;
@@ -32,7 +32,7 @@ const events = async (list: string): Promise<Array<{ key: string; op: string }>>
 beforeAll(async () => {
   redis = await startRedis();
   direct = new Redis(redis.port);
-  proxy = await startProxy(parseConfig(['--port', '0', '--upstream', redis.url, '--lease-ms', '600'], {})!);
+  proxy = await startProxy(parseConfig(['--port', String(await freePort()), '--upstream', redis.url, '--lease-ms', '600'], {})!);
   admin = new Redis(proxy.port);
 });
 
@@ -279,7 +279,7 @@ describe('a library from before tags (version 2) is replaced, and what it made k
       await otherDirect.hset('notifylist:registry', 'm*', 'mlist');
       await otherDirect.set('m1', 'v', 'PX', 1500);
       await otherDirect.zadd('notifylist:expiry', Number(await otherDirect.call('PEXPIRETIME', 'm1')), 'm1');
-      const upgraded = await startProxy(parseConfig(['--port', '0', '--upstream', other.url], {})!);
+      const upgraded = await startProxy(parseConfig(['--port', String(await freePort()), '--upstream', other.url], {})!);
       const client = new Redis(upgraded.port);
       try {
         expect(await otherDirect.call('FCALL_RO', 'notifylist_version', '0')).toBe(3);
