@@ -43,6 +43,27 @@ export async function waitForPort(port: number | string, timeoutMs = 10_000): Pr
   }
 }
 
+/** The process id of the Redis that answers on the port (INFO server), or null. */
+async function answeringProcess(port: number): Promise<number | null> {
+  return new Promise((resolve) => {
+    const socket = connect({ port, host: '127.0.0.1' });
+    let text = '';
+    const done = (pid: number | null): void => {
+      socket.destroy();
+      resolve(pid);
+    };
+    socket.setTimeout(2000, () => done(null));
+    socket.on('error', () => done(null));
+    socket.on('connect', () => socket.write('INFO server\r\n'));
+    socket.on('data', (chunk: Buffer) => {
+      text += chunk.toString('latin1');
+      const match = /process_id:(\d+)/.exec(text);
+      if (match) done(Number(match[1]));
+      else if (text.startsWith('-')) done(null); // NOAUTH (requirepass): cannot tell
+    });
+  });
+}
+
 export interface RedisTlsOptions {
   certificates: TestCertificates;
   /** Redis's tls-auth-clients (default here: no). */
@@ -110,15 +131,33 @@ export class RedisServer {
   }
 
   async start(): Promise<this> {
-    if (this.port === 0) this.port = await freePort();
-    if (this.tls && this.tlsPort === 0) this.tlsPort = await freePort();
-    const args = ['--port', this.hasPlainPort ? String(this.port) : '0', '--bind', '127.0.0.1', '--dir', this.dir, '--daemonize', 'no'];
-    if (this.tls) args.push(...redisTlsArgs(this.tls, this.tlsPort));
-    if (this.withUnixSocket) args.push('--unixsocket', this.socketPath, '--unixsocketperm', '700');
-    for (const [name, value] of Object.entries(this.config)) args.push(`--${name}`, value);
-    const child = spawn('redis-server', args, { stdio: ['ignore', 'ignore', 'inherit'] });
-    this.process = child;
-    await waitForPort(this.hasPlainPort ? this.port : this.tlsPort);
+    // A port found free can be taken by another test process before this Redis binds it: then
+    // this one exits at once, and another Redis answers on the port. Such a start is told by the
+    // answering process id, and tried again on another port (a restart keeps its port).
+    const fresh = this.port === 0;
+    for (let attempt = 1; ; attempt++) {
+      if (this.port === 0) this.port = await freePort();
+      if (this.tls && this.tlsPort === 0) this.tlsPort = await freePort();
+      const args = ['--port', this.hasPlainPort ? String(this.port) : '0', '--bind', '127.0.0.1', '--dir', this.dir, '--daemonize', 'no'];
+      if (this.tls) args.push(...redisTlsArgs(this.tls, this.tlsPort));
+      if (this.withUnixSocket) args.push('--unixsocket', this.socketPath, '--unixsocketperm', '700');
+      for (const [name, value] of Object.entries(this.config)) args.push(`--${name}`, value);
+      const child = spawn('redis-server', args, { stdio: ['ignore', 'ignore', 'inherit'] });
+      this.process = child;
+      await waitForPort(this.hasPlainPort ? this.port : this.tlsPort);
+      if (!this.hasPlainPort) break;
+      const pid = await answeringProcess(this.port);
+      if (pid === child.pid) break;
+      if (pid === null) {
+        // (requirepass: INFO is refused.) A Redis that could not bind the port exits at once.
+        await new Promise((r) => setTimeout(r, 100));
+        if (child.exitCode === null && child.signalCode === null) break;
+      }
+      child.kill('SIGKILL');
+      if (!fresh || attempt === 5) throw new Error(`port ${this.port} is answered by another Redis`);
+      this.port = 0;
+      this.tlsPort = 0;
+    }
     if (this.withUnixSocket) await waitForPort(this.socketPath);
     return this;
   }
