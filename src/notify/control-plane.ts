@@ -81,7 +81,7 @@ export class ControlPlane implements ControlHooks {
   private indexedDbs: number[] = [];
   private authIsRequired = false;
   private authProbedAt = 0;
-  private authProbing = false;
+  private authProbe: Promise<void> | null = null;
   private lastControlError: string | null = null;
   private maintenanceTimer: NodeJS.Timeout | null = null;
   private running = false;
@@ -132,11 +132,22 @@ export class ControlPlane implements ControlHooks {
   /**
    * A write to a registered key from a client that has not authenticated goes out unchanged
    * while auth is believed required: if Redis stopped requiring it, that write would be lost to
-   * events. So such writes (and nothing periodic) make us ask again, at most every
-   * AUTH_PROBE_MAX_AGE_MS, on a new unauthenticated connection (the only way to ask).
+   * events. So such writes, and sessions that see Redis answer otherwise than believed (and
+   * nothing periodic), make us ask again, at most every AUTH_PROBE_MAX_AGE_MS, on a new
+   * unauthenticated connection (the only way to ask).
    */
   recheckAuth(): void {
     void this.probeAuthIfStale();
+  }
+
+  /**
+   * authRequired(), asked again first if the last answer is older than AUTH_PROBE_MAX_AGE_MS:
+   * for an unauthenticated client's request over Redis's unauthenticated limits, which the
+   * session refuses (and closes) only if Redis still requires AUTH.
+   */
+  async authRequiredNow(): Promise<boolean> {
+    await this.probeAuthIfStale();
+    return this.authIsRequired;
   }
 
   registryIsCurrent(): boolean {
@@ -431,15 +442,18 @@ export class ControlPlane implements ControlHooks {
     if (Date.now() - this.authProbedAt > AUTH_PROBE_MAX_AGE_MS) await this.probeAuth();
   }
 
-  private async probeAuth(): Promise<void> {
-    if (this.authProbing) return;
-    this.authProbing = true;
-    try {
-      this.authIsRequired = await probeAuthRequired(this.config.upstream);
-      this.authProbedAt = Date.now();
-    } finally {
-      this.authProbing = false;
-    }
+  /** One probe at a time; every caller waits for it. Without a clear answer the belief stays (a
+   * full or unreachable server says nothing about AUTH), and it is not asked again for a while. */
+  private probeAuth(): Promise<void> {
+    this.authProbe ??= probeAuthRequired(this.config.upstream)
+      .then((required) => {
+        if (required !== null) this.authIsRequired = required;
+        this.authProbedAt = Date.now();
+      })
+      .finally(() => {
+        this.authProbe = null;
+      });
+    return this.authProbe;
   }
 
   // ---- subscriptions and change messages ----
