@@ -95,8 +95,9 @@ function commandName(frame: RequestFrame): string | undefined {
 export interface SessionState {
   /** Candidate registrations of every database (the proxy's registry view, announced ones included). */
   registry: PatternIndex;
-  /** The client has sent AUTH (or HELLO ... AUTH) since it connected or RESET. */
-  authAttempted: boolean;
+  /** Redis considers the connection authenticated: AUTH or HELLO ... AUTH succeeded (the session
+   * read the reply), or the default user needed no password when it connected or last RESET. */
+  authenticated: boolean;
 }
 
 interface CandidateRun {
@@ -140,6 +141,14 @@ export class Rewriter {
     private readonly control: ControlHooks,
   ) {}
 
+  /** Redis may refuse this client's commands (NOAUTH). Whether new connections must AUTH is
+   * asked again when it decides a request's fate (see recheckAuth). */
+  private mayBeUnauthenticated(state: SessionState): boolean {
+    if (state.authenticated || !this.control.authRequired()) return false;
+    this.control.recheckAuth();
+    return true;
+  }
+
   rewrite(frame: RequestFrame, candidates: SessionState): Rewrite {
     const name = commandName(frame);
     if (name === undefined) return FORWARD;
@@ -149,6 +158,8 @@ export class Rewriter {
       }
       return FORWARD;
     }
+    // SWAPDB and FLUSHDB/FLUSHALL become calls of at most 5 short arguments, within Redis's
+    // unauthenticated limits: an unauthenticated client gets the very NOAUTH of the command.
     if (name === 'swapdb') {
       if (frame.argc !== 3 || nothingRegistered(candidates)) return FORWARD;
       return { kind: 'replace', bytes: fcall('notifylist_swapdb', [], [], frame, 0) };
@@ -164,9 +175,11 @@ export class Rewriter {
         const fields = this.control.infoFields();
         extra = [String(this.control.databases()), String(fields.length), ...fields];
       }
+      // An unauthenticated client's command is refused by Redis (NOAUTH): nothing to prepare, and
+      // nothing of the client's to send. Its FCALL could exceed Redis's unauthenticated limits
+      // (NOTIFYLIST.INFO always has 11 arguments): a 3-argument call gets the very NOAUTH.
+      if (this.mayBeUnauthenticated(candidates)) return { kind: 'replace', bytes: [fcallStandIn(adminFunction)] };
       const bytes = fcall(adminFunction, [], extra, frame, 1);
-      // An unauthenticated client's command is refused by Redis (NOAUTH): nothing to prepare.
-      if (!candidates.authAttempted && this.control.authRequired()) return { kind: 'replace', bytes };
       // (A list under the internal prefix is refused by the library: nothing to announce.)
       if (name === 'notifylist.set' && frame.argc === 3 && !frame.argLatin1(2).startsWith(this.internalPrefix)) {
         const registration = { pattern: frame.argLatin1(1), list: frame.argLatin1(2) };
@@ -221,16 +234,18 @@ export class Rewriter {
     if (runs.length === 0) return FORWARD;
     // Redis refuses an unauthenticated client's write with NOAUTH; unchanged, it still does. (A
     // rewritten one would instead hit Redis's "unauthenticated multibulk length" limit of 10 and
-    // be closed.) The belief is checked again when it decides a write's fate (see recheckAuth).
-    if (!candidates.authAttempted && this.control.authRequired()) {
-      this.control.recheckAuth();
-      return FORWARD;
-    }
+    // be closed.)
+    if (this.mayBeUnauthenticated(candidates)) return FORWARD;
     const triples: string[] = [];
     for (const run of runs) triples.push(run.first === run.last ? String(run.first) : `${run.first}-${run.last}`, run.pattern, run.list);
     const fn = command.denyoom ? 'notifylist_write' : 'notifylist_write_allow_oom';
     return { kind: 'replace', bytes: fcall(fn, keys, [String(triples.length / 3), ...triples], frame, 0) };
   }
+}
+
+/** FCALL <fn> 0: for a client Redis refuses anyway; within every unauthenticated limit. */
+function fcallStandIn(fn: string): Buffer {
+  return Buffer.from(multibulkHeader(3) + bulkString('FCALL') + bulkString(fn) + bulkString('0'), 'latin1');
 }
 
 /**
