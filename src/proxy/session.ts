@@ -78,6 +78,8 @@ export class Session {
   private closed = false;
   /** The client half-closed; its EOF goes to Redis once nothing of its is held. */
   private clientEnded = false;
+  /** See overUnauthenticatedLimit. */
+  private closeTimer: NodeJS.Timeout | null = null;
   /** Pieces for the upstream socket from the current client chunk, written at its end. */
   private readonly outgoing: Buffer[] = [];
   // The run of consecutive forwarded-as-is bytes not yet written (coalesced into one write).
@@ -151,6 +153,7 @@ export class Session {
   private close(): void {
     if (this.closed) return;
     this.closed = true;
+    if (this.closeTimer !== null) clearTimeout(this.closeTimer);
     this.upstream.destroy();
     this.onClose(this);
   }
@@ -242,6 +245,12 @@ export class Session {
         this.outgoing.push(error.upstreamTrigger);
         this.writeOutgoing();
         this.poison();
+        // Redis stopped requiring AUTH within the last second: it waits for the rest of the frame
+        // instead of closing. Close both rather than leave the client hanging.
+        this.closeTimer = setTimeout(() => {
+          this.client.destroy();
+          this.upstream.destroy();
+        }, UNAUTHENTICATED_CLOSE_MS).unref();
       },
     );
   }
@@ -455,6 +464,8 @@ export class Session {
 }
 
 const RESET_REPLY = '+RESET\r\n';
+/** How long Redis may take to refuse a frame over its unauthenticated limits (see overUnauthenticatedLimit). */
+const UNAUTHENTICATED_CLOSE_MS = 10_000;
 /** Longer than any reply Redis gives a client it refuses (errors, HELLO's map). */
 const MAX_REFUSED_REPLY = 64 * 1024;
 
