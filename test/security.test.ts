@@ -10,6 +10,7 @@ import { registeringRules, writerRules } from '../src/security/user-rules.js';
 import { freePort, startRedis, type RedisServer } from './helpers/redis-server.js';
 import { sleep, waitFor } from './helpers/wait.js';
 
+const ADMIN_PASSWORD = 'adminpw';
 let redis: RedisServer;
 let proxy: RunningProxy;
 let admin: Redis;
@@ -30,10 +31,13 @@ async function user(name: string, ...rules: string[]): Promise<Redis> {
 const events = async (list: string): Promise<Array<{ key: string; op: string }>> => (await direct.lrange(list, 0, -1)).map((e) => JSON.parse(e));
 
 beforeAll(async () => {
-  redis = await startRedis();
-  direct = new Redis(redis.port);
-  proxy = await startProxy(parseConfig(['--port', String(await freePort()), '--upstream', redis.url, '--lease-ms', '600'], {})!);
-  admin = new Redis(proxy.port);
+  // As where ACL users matter: the default user has a password, so every connection starts
+  // unauthenticated and the proxy reads which user each AUTH makes it (README: an AUTH on a
+  // connection already authenticated is not read).
+  redis = await startRedis({ config: { requirepass: ADMIN_PASSWORD } });
+  direct = new Redis(redis.port, { password: ADMIN_PASSWORD });
+  proxy = await startProxy(parseConfig(['--port', String(await freePort()), '--upstream', `redis://:${ADMIN_PASSWORD}@127.0.0.1:${redis.port}`, '--lease-ms', '600'], {})!);
+  admin = new Redis(proxy.port, { password: ADMIN_PASSWORD });
 });
 
 afterAll(async () => {
@@ -81,6 +85,19 @@ describe('a registration reaches no further than the registering user', () => {
     expect(await app.call('NOTIFYLIST.SET', 'app:orders:*', 'app_events')).toBe('OK');
     await admin.set('app:1', 'v');
     expect(await events('app_events')).toEqual([{ key: 'app:1', op: 'set' }]);
+  });
+
+  it('a client that authenticates again as another user may register only what both users may (the second reply is not read)', async () => {
+    await user('app', ...appRules);
+    const both = new Redis(proxy.port, { password: ADMIN_PASSWORD });
+    open.push(both);
+    expect(await both.call('AUTH', 'app', 'apppw')).toBe('OK'); // now app, which the proxy does not read
+    await expect(both.call('NOTIFYLIST.SET', 'secret:*', 'app_events')).rejects.toThrow(/^NOPERM notifylist: user 'app' may not read every key/);
+    expect(await both.call('NOTIFYLIST.SET', 'app:*', 'app_events')).toBe('OK');
+    const back = new Redis(proxy.port, { username: 'app', password: 'apppw' });
+    open.push(back);
+    expect(await back.call('AUTH', ADMIN_PASSWORD)).toBe('OK'); // app, then default
+    await expect(back.call('NOTIFYLIST.SET', 'secret:*', 'app_events')).rejects.toThrow(/^NOPERM notifylist: user 'app' may not read every key/);
   });
 
   it('a list the user may not push to is refused', async () => {
@@ -194,8 +211,8 @@ describe('what users write by hand into internal keys is never taken for the lib
 
 describe('the registration barrier cannot be cut short by made-up acknowledgements', () => {
   it('a subscriber of the change channel that answers each announcement with acks it made up (and repeats real ones) does not end the wait', async () => {
-    const snoop = new Redis(redis.port);
-    const publisher = new Redis(redis.port);
+    const snoop = new Redis(redis.port, { password: ADMIN_PASSWORD });
+    const publisher = new Redis(redis.port, { password: ADMIN_PASSWORD });
     open.push(snoop, publisher);
     await snoop.subscribe('notifylist:changes');
     snoop.on('message', (_channel: string, message: string) => {

@@ -163,11 +163,22 @@ export class ControlPlane implements ControlHooks {
   /**
    * A write to a registered key from a client that has not authenticated goes out unchanged
    * while auth is believed required: if Redis stopped requiring it, that write would be lost to
-   * events. So such writes (and nothing periodic) make us ask again, at most every
-   * AUTH_PROBE_MAX_AGE_MS, on a new unauthenticated connection (the only way to ask).
+   * events. So such writes, and sessions that see Redis answer otherwise than believed (and
+   * nothing periodic), make us ask again, at most every AUTH_PROBE_MAX_AGE_MS, on a new
+   * unauthenticated connection (the only way to ask).
    */
   recheckAuth(): void {
     void this.probeAuthIfStale();
+  }
+
+  /**
+   * authRequired(), asked again first if the last answer is older than AUTH_PROBE_MAX_AGE_MS: for
+   * an unauthenticated client's request over Redis's unauthenticated limits, which the session
+   * refuses (and closes) only if Redis still requires AUTH, and for protected mode.
+   */
+  async authRequiredNow(): Promise<boolean> {
+    await this.probeAuthIfStale();
+    return this.authIsRequired;
   }
 
   /** (Writes to registered keys also wait until the secret is known: their calls carry it.) */
@@ -179,8 +190,12 @@ export class ControlPlane implements ControlHooks {
     return this.deploymentSecret ?? '';
   }
 
-  authorizeRegistration(user: string, pattern: string): Promise<string> {
-    return registrationRefusal(this.control, user, pattern);
+  async authorizeRegistration(users: string[], pattern: string): Promise<string> {
+    for (const user of users) {
+      const refusal = await registrationRefusal(this.control, user, pattern);
+      if (refusal !== '') return refusal;
+    }
+    return '';
   }
 
   /** Resolves when the registry is current again, or after DOUBT_TIMEOUT_MS (counted, logged). */
@@ -558,23 +573,18 @@ export class ControlPlane implements ControlHooks {
     if (Date.now() - this.authProbedAt > AUTH_PROBE_MAX_AGE_MS) await this.probeAuth();
   }
 
-  /** One probe at a time; callers during one share its answer. */
+  /** One probe at a time; every caller waits for it. Without a clear answer the belief stays (a
+   * full or unreachable server says nothing about AUTH), and it is not asked again for a while. */
   private probeAuth(): Promise<void> {
     this.authProbe ??= probeAuthRequired(this.upstream)
       .then((required) => {
-        this.authIsRequired = required;
+        if (required !== null) this.authIsRequired = required;
         this.authProbedAt = Date.now();
       })
       .finally(() => {
         this.authProbe = null;
       });
     return this.authProbe;
-  }
-
-  /** Asks now (a new connection) whether new connections must AUTH; for protected mode. */
-  async authRequiredNow(): Promise<boolean> {
-    await this.probeAuth();
-    return this.authIsRequired;
   }
 
   // ---- subscriptions and change messages ----

@@ -85,22 +85,23 @@ export function parseRedisVersion(info: string): [number, number, number] | null
 
 /**
  * Does a new, unauthenticated connection have to AUTH first? (requirepass, or a default user
- * without nopass.) Asked on a raw connection, the way a client's session starts.
+ * without nopass or disabled.) Asked on a raw connection, the way a client's session starts.
+ * null: no clear answer (unreachable, no reply in time, any other reply such as a full server's).
  */
-export function probeAuthRequired(upstream: Upstream, timeoutMs = 2000): Promise<boolean> {
+export function probeAuthRequired(upstream: Upstream, timeoutMs = 2000): Promise<boolean | null> {
   return new Promise((resolve) => {
     const { socket, readyEvent } = upstream.openOnce();
     let reply = '';
-    const finish = (required: boolean): void => {
+    const finish = (required: boolean | null): void => {
       socket.destroy();
       resolve(required);
     };
-    socket.setTimeout(timeoutMs, () => finish(false));
-    socket.on('error', () => finish(false));
+    socket.setTimeout(timeoutMs, () => finish(null));
+    socket.on('error', () => finish(null));
     socket.on(readyEvent, () => socket.write('PING\r\n'));
     socket.on('data', (chunk: Buffer) => {
       reply += chunk.toString('latin1');
-      if (reply.includes('\r\n')) finish(reply.startsWith('-NOAUTH'));
+      if (reply.includes('\r\n')) finish(reply.startsWith('-NOAUTH') ? true : reply.startsWith('+PONG') ? false : null);
     });
   });
 }

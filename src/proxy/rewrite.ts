@@ -103,10 +103,15 @@ export function rewrittenCommands(): { denyoom: string[]; others: string[] } {
 export interface SessionState {
   /** Candidate registrations of every database (the proxy's registry view, announced ones included). */
   registry: PatternIndex;
-  /** The client has sent AUTH (or HELLO ... AUTH) since it connected or RESET. */
-  authAttempted: boolean;
-  /** The ACL user the session is authenticated as (registrations are authorized for it). */
-  user: string;
+  /** Redis considers the connection authenticated: AUTH or HELLO ... AUTH succeeded (the session
+   * read the reply), or the default user needed no password when it connected or last RESET. */
+  authenticated: boolean;
+  /**
+   * The ACL users the connection may be authenticated as: one, except after an authenticated
+   * client's AUTH (whose reply the session does not read: hot path), then also that AUTH's user.
+   * A registration is authorized only if every one of them may make it; the first is its owner.
+   */
+  users: string[];
 }
 
 interface CandidateRun {
@@ -141,8 +146,8 @@ export interface ControlHooks {
   libraryLoaded(): Promise<void>;
   /** A registration is about to be made: a candidate at once; resolves once every proxy has it. */
   announceRegistration(registration: { pattern: string; list: string }): Promise<void>;
-  /** '' if `user` may register, change or remove `pattern`, else the error to give. */
-  authorizeRegistration(user: string, pattern: string): Promise<string>;
+  /** '' if every one of `users` may register, change or remove `pattern`, else the error to give. */
+  authorizeRegistration(users: string[], pattern: string): Promise<string>;
   /** The deployment's secret: every call of the library carries it ('' until it is known). */
   secret(): string;
 }
@@ -158,6 +163,14 @@ export class Rewriter {
     private readonly control: ControlHooks,
   ) {}
 
+  /** Redis may refuse this client's commands (NOAUTH). Whether new connections must AUTH is
+   * asked again when it decides a request's fate (see recheckAuth). */
+  private mayBeUnauthenticated(state: SessionState): boolean {
+    if (state.authenticated || !this.control.authRequired()) return false;
+    this.control.recheckAuth();
+    return true;
+  }
+
   rewrite(frame: RequestFrame, candidates: SessionState): Rewrite {
     const name = commandName(frame);
     if (name === undefined) return FORWARD;
@@ -167,6 +180,8 @@ export class Rewriter {
       }
       return FORWARD;
     }
+    // SWAPDB and FLUSHDB/FLUSHALL become calls of at most 5 short arguments, within Redis's
+    // unauthenticated limits: an unauthenticated client gets the very NOAUTH of the command.
     if (name === 'swapdb') {
       if (frame.argc !== 3 || nothingRegistered(candidates)) return FORWARD;
       return { kind: 'replace', bytes: fcall('notifylist_swapdb', [], [this.control.secret()], frameTail(frame, 0)) };
@@ -224,11 +239,8 @@ export class Rewriter {
     if (runs.length === 0) return FORWARD;
     // Redis refuses an unauthenticated client's write with NOAUTH; unchanged, it still does. (A
     // rewritten one would instead hit Redis's "unauthenticated multibulk length" limit of 10 and
-    // be closed.) The belief is checked again when it decides a write's fate (see recheckAuth).
-    if (!candidates.authAttempted && this.control.authRequired()) {
-      this.control.recheckAuth();
-      return FORWARD;
-    }
+    // be closed.)
+    if (this.mayBeUnauthenticated(candidates)) return FORWARD;
     const triples: string[] = [];
     for (const run of runs) triples.push(run.first === run.last ? String(run.first) : `${run.first}-${run.last}`, run.pattern, run.list);
     const fn = command.denyoom ? 'notifylist_write' : 'notifylist_write_allow_oom';
@@ -246,10 +258,11 @@ export class Rewriter {
    * user (the library gets the verdict), and a SET that may go ahead is announced to every proxy.
    */
   private admin(name: string, fn: string, frame: RequestFrame, state: SessionState): Rewrite {
-    const tail = frameTail(frame, 1);
     // An unauthenticated client's command is refused by Redis (NOAUTH) like any command, before
-    // the function's arguments matter (unchanged, Redis would call it an unknown command).
-    if (!state.authAttempted && this.control.authRequired()) return { kind: 'replace', bytes: fcall(fn, [], [], tail) };
+    // the function's arguments matter (unchanged, Redis would call it an unknown command); its
+    // full FCALL could exceed Redis's unauthenticated limits: a 3-argument call gets that NOAUTH.
+    if (this.mayBeUnauthenticated(state)) return { kind: 'replace', bytes: [fcallStandIn(fn)] };
+    const tail = frameTail(frame, 1);
     if (name === 'notifylist.info') {
       const fields = this.control.infoFields();
       const extra = [String(this.control.databases()), String(fields.length), ...fields];
@@ -258,11 +271,11 @@ export class Rewriter {
     if (name === 'notifylist.list') {
       return { kind: 'replace', bytes: [], hold: this.control.libraryLoaded(), later: () => fcall(fn, [], [this.control.secret()], tail) };
     }
-    const user = state.user;
+    const users = [...state.users];
     const arity = name === 'notifylist.set' ? 3 : 2;
     let refusal = '';
     // (Wrong arity: the library says so; nothing to authorize.)
-    const authorized = frame.argc !== arity ? Promise.resolve() : this.control.authorizeRegistration(user, frame.argLatin1(1)).then((verdict) => {
+    const authorized = frame.argc !== arity ? Promise.resolve() : this.control.authorizeRegistration(users, frame.argLatin1(1)).then((verdict) => {
       refusal = verdict;
     });
     let hold: Promise<void>;
@@ -275,7 +288,7 @@ export class Rewriter {
     } else {
       hold = authorized.then(() => this.control.libraryLoaded());
     }
-    return { kind: 'replace', bytes: [], hold, later: () => fcall(fn, [], [this.control.secret(), user, refusal], tail) };
+    return { kind: 'replace', bytes: [], hold, later: () => fcall(fn, [], [this.control.secret(), users[0], refusal], tail) };
   }
 }
 
@@ -294,6 +307,11 @@ function frameTail(frame: RequestFrame, fromArg: number): FrameTail {
   let tail = '';
   for (let i = fromArg; i < frame.argc; i++) tail += bulkString(frame.argLatin1(i));
   return { count, bytes: Buffer.from(tail, 'latin1') };
+}
+
+/** FCALL <fn> 0: for a client Redis refuses anyway; within every unauthenticated limit. */
+function fcallStandIn(fn: string): Buffer {
+  return Buffer.from(multibulkHeader(3) + bulkString('FCALL') + bulkString(fn) + bulkString('0'), 'latin1');
 }
 
 /**

@@ -34,6 +34,8 @@ export class ProxyServer {
       registry: controlPlane.registry,
       rewriter,
       authRequired: () => controlPlane.authRequired(),
+      authRequiredNow: () => controlPlane.authRequiredNow(),
+      recheckAuth: () => controlPlane.recheckAuth(),
       registryIsCurrent: () => controlPlane.registryIsCurrent(),
       whenCurrent: () => controlPlane.whenCurrent(),
     };

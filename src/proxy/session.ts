@@ -1,13 +1,15 @@
 // One client connection and its own upstream connection to Redis. All connection state (db,
 // auth, MULTI, WATCH, subscriptions, protocol, CLIENT settings) lives in Redis, exactly as without
-// the proxy. Requests are framed, not decoded; replies are forwarded as raw bytes, never read.
+// the proxy. Requests are framed, not decoded; replies are forwarded as raw bytes, and read only
+// while the client may be unauthenticated (and for the proxy's own SELECT).
 import type { Socket } from 'node:net';
-import type { FramerLimits, RequestFrame } from '../resp/request-framer.js';
+import type { FramerLimits, ProtocolError, RequestFrame } from '../resp/request-framer.js';
 import { RequestFramer } from '../resp/request-framer.js';
 import { encodeCommand } from '../resp/encode.js';
 import { replyEnd } from '../resp/reply-scanner.js';
 import type { Registry } from '../notify/registry.js';
 import type { Upstream } from '../upstream/upstream.js';
+import { authAttempt, authenticatedBy, isReset } from './auth-tracking.js';
 import { keepLastReplies } from './last-replies.js';
 import type { Rewriter, SessionState } from './rewrite.js';
 
@@ -19,8 +21,12 @@ export interface SessionOptions {
   limits: FramerLimits;
   registry: Registry;
   rewriter: Rewriter;
-  /** New upstream connections must AUTH first. */
+  /** New upstream connections must AUTH first (as last asked). */
   authRequired: () => boolean;
+  /** The same, asked again first if that answer is old (a client's fate depends on it). */
+  authRequiredNow: () => Promise<boolean>;
+  /** Ask again soon: a session saw Redis answer otherwise than authRequired() said. */
+  recheckAuth: () => void;
   /** The registry view is provably current (its change subscription is up and loaded). */
   registryIsCurrent: () => boolean;
   /** Resolves when it is current again (or after a bounded wait). */
@@ -38,25 +44,45 @@ export class Session {
   private holding = false;
   private readonly heldChunks: Buffer[] = [];
   private chunkHold: Promise<void> | null = null;
+  /** The framer was stopped after a frame (AUTH, RESET); the rest of the chunk waits for this. */
+  private stopHold: Promise<void> | null = null;
   /** What the rewriter reads of this session; one object, updated in place (hot path). */
   private readonly state: SessionState;
   /** Placeholders among held pieces, and what replaces each once the hold is over. */
   private readonly lateBytes = new Map<Buffer, () => Buffer[]>();
-  // The proxy's own SELECT (for a database in the upstream URL) gets a reply the client must not
-  // see. Only while such a reply is expected are requests and replies counted (by ordinal), so
-  // that exactly that reply is dropped. With requirepass the SELECT first fails with NOAUTH, and
-  // is sent again right after each AUTH of the client until it succeeds. Until then every request
-  // gets exactly one reply (unauthenticated clients can do nothing else), so counting is exact.
+  // Until the client is known to be authenticated (state.authenticated), Redis may refuse it
+  // everything but AUTH, HELLO, RESET and QUIT, and then applies its unauthenticated limits (the
+  // framer applies them too, before buffering a frame). Meanwhile requests and replies are counted
+  // (by ordinal): every request of a refused client gets exactly one reply, so counting is exact.
+  // The reply to each AUTH / HELLO AUTH is read (the client's later requests wait for it: they
+  // may be rewritten only once Redis has authenticated the connection). Once authenticated,
+  // nothing is read or counted (hot path). The proxy's own SELECT (for a database in the upstream
+  // URL) gets a reply the client must not see, dropped by its ordinal; with requirepass it first
+  // fails with NOAUTH and is sent again right after each AUTH of the client until it succeeds.
   private counting = false;
   private requestsSent = 0;
   private repliesSeen = 0;
-  private readonly dropReplyOrdinals: number[] = [];
+  /** Replies the session reads, by ordinal and in order: its own SELECTs' (dropped) and AUTHs'.
+   * `onReply(null)`: counting was given up (see readReplies). */
+  private readonly replyHooks: Array<{ ordinal: number; drop: boolean; onReply: (reply: Buffer | null) => void }> = [];
   private partialReply: Buffer | null = null;
   private selectAfterAuth = false;
+  /** Born authenticated by the control plane's belief: a first reply of NOAUTH says it was stale. */
+  private watchFirstReply: boolean;
+  /**
+   * An authenticated client sent RESET while Redis requires AUTH: it is unauthenticated again, and
+   * counting restarts right after RESET's reply. The replies before it are not counted (hot path);
+   * with the client's later requests held, `+RESET` is the last reply, so the stream ends with it.
+   */
+  private resetSync: { tail: string; done: () => void } | null = null;
   /** The client is not read before the first SELECT reply: nothing may run in the wrong db. */
   private handshaking = false;
   private poisoned = false;
   private closed = false;
+  /** The client half-closed; its EOF goes to Redis once nothing of its is held. */
+  private clientEnded = false;
+  /** See overUnauthenticatedLimit. */
+  private closeTimer: NodeJS.Timeout | null = null;
   /** Pieces for the upstream socket from the current client chunk, written at its end. */
   private readonly outgoing: Buffer[] = [];
   // The run of consecutive forwarded-as-is bytes not yet written (coalesced into one write).
@@ -70,7 +96,12 @@ export class Session {
     private readonly onClose: (session: Session) => void,
   ) {
     this.framer = new RequestFramer(options.limits);
-    this.state = { registry: options.registry.all, authAttempted: false, user: 'default' };
+    // Redis authenticates a new connection at once if the default user needs no password.
+    const authenticated = !options.authRequired();
+    this.state = { registry: options.registry.all, authenticated, users: ['default'] };
+    this.counting = !authenticated;
+    this.framer.unauthenticated = !authenticated;
+    this.watchFirstReply = authenticated && options.initialDb === 0;
     client.setNoDelay(true);
     client.pause(); // nothing is read until the upstream connection is there
     const link = options.upstream.open(() => this.closeForFailover());
@@ -106,8 +137,11 @@ export class Session {
 
     client.on('data', (chunk: Buffer) => this.fromClient(chunk));
     client.on('drain', () => upstream.resume());
-    // A client that half-closes: Redis closes on EOF too, so pass the EOF on.
-    client.on('end', () => upstream.end());
+    // A client that half-closes: Redis closes on EOF too, so pass the EOF on (after what is held).
+    client.on('end', () => {
+      this.clientEnded = true;
+      if (!this.holding) upstream.end();
+    });
     client.on('close', () => this.close());
     client.on('error', () => client.destroy());
   }
@@ -134,6 +168,7 @@ export class Session {
   private close(): void {
     if (this.closed) return;
     this.closed = true;
+    if (this.closeTimer !== null) clearTimeout(this.closeTimer);
     this.upstream.destroy();
     this.onClose(this);
   }
@@ -146,49 +181,117 @@ export class Session {
     }
     // A stale registry could let a write to a newly registered key through unchanged: wait.
     if (!this.options.registryIsCurrent()) {
-      this.hold(this.options.whenCurrent(), [], chunk);
+      this.hold(this.options.whenCurrent(), () => this.processChunk(chunk));
       return;
     }
     this.processChunk(chunk);
   }
 
   private processChunk(chunk: Buffer): void {
+    if (!this.state.authenticated) {
+      // Redis stopped requiring AUTH (as last asked): it refuses this client nothing any more.
+      if (!this.options.authRequired()) this.authenticate();
+      else this.framer.unauthenticated = true;
+    }
     const error = this.framer.push(chunk, this.onFrame);
     this.flushRun();
-    if (error) this.outgoing.push(error.upstreamTrigger);
+    const rest = this.framer.takeRemainder();
+    let then: (() => void) | null = null;
+    if (error?.unauthenticated) {
+      then = () => this.overUnauthenticatedLimit(error, rest!);
+    } else if (rest !== null) {
+      const stopHold = this.stopHold!;
+      then = () =>
+        this.hold(stopHold, () => {
+          if (rest.length > 0) this.processChunk(rest);
+        });
+    } else if (error) {
+      this.outgoing.push(error.upstreamTrigger);
+    }
+    this.stopHold = null;
     const chunkHold = this.chunkHold;
     this.chunkHold = null;
     if (chunkHold !== null) {
-      this.hold(chunkHold, this.outgoing.splice(0));
+      const pieces = this.outgoing.splice(0);
+      this.hold(chunkHold, () => {
+        for (const piece of pieces) {
+          const later = this.lateBytes.get(piece);
+          if (later === undefined) {
+            this.outgoing.push(piece);
+          } else {
+            this.lateBytes.delete(piece);
+            this.outgoing.push(...later());
+          }
+        }
+        this.writeOutgoing();
+        then?.();
+      });
     } else {
       this.writeOutgoing();
+      then?.();
     }
-    if (error) this.poison();
+    if (error && !error.unauthenticated) this.poison();
     // Backpressure: a Redis that does not keep up stops us reading the client.
     if (this.upstream.writableNeedDrain) this.client.pause();
   }
 
-  /** Writes `pieces` (then processes `chunk` and what arrived meanwhile) once `until` resolves. */
-  private hold(until: Promise<void>, pieces: Buffer[], chunk?: Buffer): void {
+  /** Runs `then` (then what arrived meanwhile) once `until` resolves; the client is not read before. */
+  private hold(until: Promise<unknown>, then: () => void): void {
     this.holding = true;
     this.client.pause();
     void until.then(() => {
       if (this.closed) return;
       this.holding = false;
-      for (const piece of pieces) {
-        const later = this.lateBytes.get(piece);
-        if (later === undefined) {
-          this.outgoing.push(piece);
-        } else {
-          this.lateBytes.delete(piece);
-          this.outgoing.push(...later());
-        }
-      }
-      this.writeOutgoing();
-      if (chunk !== undefined) this.processChunk(chunk);
+      then();
       while (!this.holding && !this.poisoned && this.heldChunks.length > 0) this.fromClient(this.heldChunks.shift()!);
-      if (!this.holding && !this.poisoned && !this.handshaking && !this.upstream.writableNeedDrain) this.client.resume();
+      if (this.holding) return;
+      if (this.clientEnded) this.upstream.end();
+      else if (!this.poisoned && !this.handshaking && !this.upstream.writableNeedDrain) this.client.resume();
     });
+  }
+
+  /**
+   * A frame header over Redis's unauthenticated limits (nothing of the frame was buffered or sent).
+   * Redis refuses it only if it still requires AUTH: then the trigger makes Redis itself reply its
+   * error (after everything before) and close. If the last answer is old it is asked first: a stale
+   * "required" would make Redis wait for the rest of a frame it accepts, which the client never sends.
+   */
+  private overUnauthenticatedLimit(error: ProtocolError, rest: Buffer): void {
+    let required = true;
+    this.hold(
+      this.options.authRequiredNow().then((answer) => (required = answer)),
+      () => {
+        if (!required) {
+          this.processChunk(rest); // authenticated now, without the limits
+          return;
+        }
+        this.outgoing.push(error.upstreamTrigger);
+        this.writeOutgoing();
+        this.poison();
+        // Redis stopped requiring AUTH within the last second: it waits for the rest of the frame
+        // instead of closing. Close both rather than leave the client hanging.
+        this.closeTimer = setTimeout(() => {
+          this.client.destroy();
+          this.upstream.destroy();
+        }, UNAUTHENTICATED_CLOSE_MS).unref();
+      },
+    );
+  }
+
+  /** Redis considers the connection authenticated: no more limits, rewrites allowed. */
+  private authenticate(): void {
+    this.state.authenticated = true;
+    this.framer.unauthenticated = false;
+    // Counting ends once no reply is left to read (at once, or in readReplies).
+    if (this.replyHooks.length === 0 && !this.selectAfterAuth) this.stopCounting();
+  }
+
+  /** No more counting; pending hooks are told so, a withheld partial reply goes out. */
+  private stopCounting(): void {
+    this.counting = false;
+    for (const hook of this.replyHooks.splice(0)) hook.onReply(null);
+    if (this.partialReply !== null) this.client.write(this.partialReply);
+    this.partialReply = null;
   }
 
   /** One write for the usual single piece; several go out corked, as one writev. */
@@ -207,8 +310,18 @@ export class Session {
   private readonly onFrame = (frame: RequestFrame): void => {
     let authenticates = false;
     if (frame.argc > 0) {
-      if (this.options.authRequired()) authenticates = this.trackAuth(frame);
       if (this.counting) this.requestsSent++;
+      if (!this.state.authenticated) {
+        authenticates = this.trackAuth(frame);
+      } else if (isReset(frame)) {
+        this.state.users = ['default'];
+        if (this.options.authRequired()) this.unauthenticatedByReset();
+      } else if (frame.argLength(0) === 4 || frame.argLength(0) === 5) {
+        // AUTH / HELLO ... AUTH of an authenticated client: its reply is not read (hot path), so
+        // the connection may be either user from now on (see SessionState.users).
+        const attempt = authAttempt(frame);
+        if (attempt !== null && !this.state.users.includes(attempt.user)) this.state.users.push(attempt.user);
+      }
     }
     const rewrite = this.options.rewriter.rewrite(frame, this.state);
     if (rewrite.kind === 'forward') {
@@ -223,7 +336,7 @@ export class Session {
     } else {
       this.flushRun();
       if (rewrite.later) {
-        // A placeholder of its own, replaced by the bytes once the hold is over (see hold()).
+        // A placeholder of its own, replaced by the bytes once the hold is over (processChunk).
         const placeholder = Buffer.alloc(0);
         this.lateBytes.set(placeholder, rewrite.later);
         this.outgoing.push(placeholder);
@@ -240,20 +353,46 @@ export class Session {
 
   /** SELECT of the URL's database; its reply is dropped (see `counting`). */
   private sendSelect(): void {
-    this.dropReplyOrdinals.push(this.requestsSent++);
+    const ordinal = this.requestsSent++;
+    this.replyHooks.push({ ordinal, drop: true, onReply: (reply) => reply !== null && this.onSelectReply(reply.toString('latin1')) });
     this.outgoing.push(encodeCommand(['SELECT', String(this.options.initialDb)]));
     if (this.handshaking) this.writeOutgoing();
   }
 
-  /** Notes AUTH / HELLO ... AUTH / RESET; true if the frame tries to authenticate. */
+  /**
+   * While unauthenticated: an AUTH / HELLO ... AUTH stops the framer after it; the rest waits for
+   * its reply, which says whether Redis authenticated the connection. True for such a frame.
+   */
   private trackAuth(frame: RequestFrame): boolean {
-    let authenticates = frame.argIs(0, 'auth');
-    if (!authenticates && frame.argIs(0, 'hello')) {
-      for (let i = 1; i < frame.argc; i++) if (frame.argIs(i, 'auth')) authenticates = true;
-    }
-    if (authenticates) this.state.authAttempted = true;
-    else if (frame.argIs(0, 'reset')) this.state.authAttempted = false;
-    return authenticates;
+    const attempt = authAttempt(frame);
+    if (attempt === null) return false;
+    const ordinal = this.requestsSent - 1;
+    this.stopHold = new Promise<void>((resolve) => {
+      this.replyHooks.push({
+        ordinal,
+        drop: false,
+        onReply: (reply) => {
+          // null: Redis runs this client's commands (see readReplies), as which user is not known.
+          if (reply === null) {
+            if (!this.state.users.includes(attempt.user)) this.state.users.push(attempt.user);
+            this.authenticate();
+          } else if (authenticatedBy(attempt, reply)) {
+            this.state.users = [attempt.user];
+            this.authenticate();
+          }
+          resolve();
+        },
+      });
+    });
+    this.framer.stop();
+    return true;
+  }
+
+  /** RESET of an authenticated client while Redis requires AUTH: unauthenticated from its reply on. */
+  private unauthenticatedByReset(): void {
+    this.state.authenticated = false;
+    this.stopHold = new Promise<void>((done) => (this.resetSync = { tail: '', done }));
+    this.framer.stop();
   }
 
   private flushRun(): void {
@@ -275,15 +414,33 @@ export class Session {
   }
 
   private fromUpstream(chunk: Buffer): void {
-    if (this.counting) {
-      chunk = this.dropOwnReplies(chunk);
-      if (chunk.length === 0) return;
+    if (this.watchFirstReply) {
+      this.watchFirstReply = false;
+      if (chunk.toString('latin1', 0, 7) === '-NOAUTH') this.options.recheckAuth();
     }
-    if (!this.client.write(chunk)) this.upstream.pause();
+    const raw = chunk;
+    if (this.counting) chunk = this.readReplies(chunk);
+    if (chunk.length > 0 && !this.client.write(chunk)) this.upstream.pause();
+    if (this.resetSync !== null) this.watchReset(raw);
   }
 
-  /** Counts replies, drops those to the proxy's own SELECT, returns what the client gets. */
-  private dropOwnReplies(chunk: Buffer): Buffer {
+  /** See `resetSync`. */
+  private watchReset(chunk: Buffer): void {
+    const sync = this.resetSync!;
+    sync.tail = (sync.tail + chunk.toString('latin1', Math.max(0, chunk.length - RESET_REPLY.length))).slice(-RESET_REPLY.length);
+    if (sync.tail !== RESET_REPLY) return;
+    this.resetSync = null;
+    if (this.partialReply !== null) this.client.write(this.partialReply); // not a reply boundary after all
+    this.partialReply = null;
+    this.counting = true;
+    this.requestsSent = 0;
+    this.repliesSeen = 0;
+    this.replyHooks.length = 0;
+    sync.done();
+  }
+
+  /** Counts replies, drops those to the proxy's own SELECT, reads AUTHs', returns what the client gets. */
+  private readReplies(chunk: Buffer): Buffer {
     const bytes = this.partialReply ? Buffer.concat([this.partialReply, chunk]) : chunk;
     this.partialReply = null;
     const forward: Buffer[] = [];
@@ -293,16 +450,32 @@ export class Session {
       if (end === -1) {
         this.partialReply = bytes.subarray(offset);
         offset = bytes.length;
+        // Replies to a client Redis refuses are short lines: this one is not, Redis runs the
+        // client's commands (it stopped requiring AUTH). Do not buffer it (nor concatenate every
+        // chunk of it): stop counting, as once authenticated.
+        if (this.partialReply.length > MAX_REFUSED_REPLY && !this.state.authenticated && this.resetSync === null) {
+          forward.push(this.partialReply);
+          this.partialReply = null;
+          this.options.recheckAuth();
+          this.stopCounting();
+          this.authenticate();
+        }
         break;
       }
-      if (this.dropReplyOrdinals[0] === this.repliesSeen++) {
-        this.dropReplyOrdinals.shift();
-        this.onSelectReply(bytes.toString('latin1', offset, end));
+      const reply = bytes.subarray(offset, end);
+      const hook = this.replyHooks[0];
+      if (hook !== undefined && hook.ordinal === this.repliesSeen) {
+        this.replyHooks.shift();
+        if (!hook.drop) forward.push(reply);
+        hook.onReply(reply);
       } else {
-        forward.push(bytes.subarray(offset, end));
+        forward.push(reply);
+        if (!this.state.authenticated && this.resetSync === null && refusedClientCannotGet(reply)) this.options.recheckAuth();
       }
+      this.repliesSeen++;
       offset = end;
-      if (!this.selectAfterAuth && this.dropReplyOrdinals.length === 0) this.counting = false;
+      // (Before a RESET's reply counts are not exact: watchReset starts them again.)
+      if ((this.state.authenticated || this.resetSync !== null) && !this.selectAfterAuth && this.replyHooks.length === 0) this.counting = false;
     }
     if (offset < bytes.length) forward.push(bytes.subarray(offset)); // counting is over
     if (!this.counting && this.partialReply) {
@@ -315,6 +488,11 @@ export class Session {
   private onSelectReply(reply: string): void {
     if (reply.startsWith('-NOAUTH')) {
       this.selectAfterAuth = true; // again after the client's next AUTH
+      if (this.state.authenticated) {
+        // Born authenticated by a stale belief (only the handshake SELECT went out yet).
+        this.state.authenticated = false;
+        this.options.recheckAuth();
+      }
     } else if (reply.startsWith('-')) {
       this.client.end(`-ERR notifylist-proxy: cannot select database ${this.options.initialDb}: ${reply.slice(1)}`);
       this.upstream.destroy();
@@ -327,4 +505,20 @@ export class Session {
       this.client.resume();
     }
   }
+}
+
+const RESET_REPLY = '+RESET\r\n';
+/** How long Redis may take to refuse a frame over its unauthenticated limits (see overUnauthenticatedLimit). */
+const UNAUTHENTICATED_CLOSE_MS = 10_000;
+/** Longer than any reply Redis gives a client it refuses (errors, HELLO's map). */
+const MAX_REFUSED_REPLY = 64 * 1024;
+
+/**
+ * A reply Redis gives a client it refuses (authRequired) only to RESET (+RESET), QUIT (+OK) or an
+ * AUTH / HELLO (read by their hooks), never otherwise: it must have stopped requiring AUTH.
+ */
+function refusedClientCannotGet(reply: Buffer): boolean {
+  if (reply[0] === 0x2d) return false; // an error
+  const text = reply.length <= RESET_REPLY.length ? reply.toString('latin1') : '';
+  return text !== RESET_REPLY && text !== '+OK\r\n';
 }

@@ -19,6 +19,8 @@
 // - An inline `\n` preceded by `\r` strips the `\r` (unless the `\n` is the first byte).
 // - "too big" checks apply only when no terminator is found in everything buffered, so a
 //   longer line that arrives in one read is accepted (as in Redis, this depends on chunking).
+// - While the client is not authenticated (authRequired), a count over 10 or a bulk length over
+//   16384 fails at its header line, checked after the INT_MAX / proto-max-bulk-len checks.
 
 import { constants as bufferConstants } from 'node:buffer';
 
@@ -50,6 +52,13 @@ export interface ProtocolError {
   /** Bytes that, sent to a Redis 7.0 connection at a request boundary, make it reply exactly
    *  `-ERR ${message}\r\n` and close the connection. */
   upstreamTrigger: Buffer;
+  /**
+   * One of Redis's limits for unauthenticated clients (only while `unauthenticated` is set; the
+   * trigger works only on a connection Redis still considers unauthenticated). The framer is not
+   * dead: `takeRemainder()` gives the input from this frame's first byte on, to push again (with
+   * the limits off) if Redis turns out not to require AUTH after all.
+   */
+  unauthenticated?: true;
 }
 
 const MSG_TOO_BIG_INLINE = 'Protocol error: too big inline request';
@@ -58,6 +67,8 @@ const MSG_TOO_BIG_BULK = 'Protocol error: too big bulk count string';
 const MSG_INVALID_MBULK = 'Protocol error: invalid multibulk length';
 const MSG_INVALID_BULK = 'Protocol error: invalid bulk length';
 const MSG_UNBALANCED = 'Protocol error: unbalanced quotes in request';
+const MSG_UNAUTH_MBULK = 'Protocol error: unauthenticated multibulk length';
+const MSG_UNAUTH_BULK = 'Protocol error: unauthenticated bulk length';
 
 // The "too big" triggers are exactly PROTO_INLINE_MAX_SIZE + 1 bytes counted from the line
 // start, so Redis has read every byte when it fails (unread input would turn its close into
@@ -80,6 +91,15 @@ function invalidMbulkError(): ProtocolError {
 }
 function invalidBulkError(): ProtocolError {
   return { message: MSG_INVALID_BULK, upstreamTrigger: Buffer.from('*1\r\n$x\r\n', 'latin1') };
+}
+// src/networking.c processMultibulkBuffer: `ll > 10 && authRequired(c)`, `ll > 16384 && authRequired(c)`.
+const UNAUTH_MAX_MULTIBULK = 10;
+const UNAUTH_MAX_BULK = 16384;
+function unauthMbulkError(): ProtocolError {
+  return { message: MSG_UNAUTH_MBULK, upstreamTrigger: Buffer.from(`*${UNAUTH_MAX_MULTIBULK + 1}\r\n`, 'latin1'), unauthenticated: true };
+}
+function unauthBulkError(): ProtocolError {
+  return { message: MSG_UNAUTH_BULK, upstreamTrigger: Buffer.from(`*1\r\n$${UNAUTH_MAX_BULK + 1}\r\n`, 'latin1'), unauthenticated: true };
 }
 function unbalancedError(): ProtocolError {
   return { message: MSG_UNBALANCED, upstreamTrigger: Buffer.from('"\n', 'latin1') };
@@ -105,6 +125,8 @@ const ST_DEAD: number = 5;
 
 const NEED_MORE = -1;
 const FAILED = -2;
+/** A header over the unauthenticated limits (see ProtocolError.unauthenticated). */
+const LIMITED = -3;
 
 const EMPTY = Buffer.alloc(0);
 const INITIAL_ARGS = 64;
@@ -267,8 +289,18 @@ export class RequestFramer {
   private readonly maxBulk: number;
   private readonly maxMbulk: number;
   private readonly maxInline: number;
+  /** The limits in force: the configured ones, or lower ones while unauthenticated (one
+   *  comparison per header either way; which error applies is sorted out past it). */
+  private mbulkLimit: number;
+  private bulkLimit: number;
 
   private error: ProtocolError | null = null;
+  /** Set when an unauthenticated limit was hit. */
+  private limitHit: ProtocolError | null = null;
+  /** stop() was called from the frame callback. */
+  private stopRequested = false;
+  /** Input not consumed after a stop or an unauthenticated limit. */
+  private remainder: Buffer | null = null;
 
   // Parse state. Positions are relative to the start of the frame being parsed.
   private state = ST_IDLE;
@@ -301,6 +333,8 @@ export class RequestFramer {
     this.maxBulk = l.maxBulkLength;
     this.maxMbulk = Math.min(l.maxMultibulkLength, INT_MAX);
     this.maxInline = l.maxInlineLength;
+    this.mbulkLimit = this.maxMbulk;
+    this.bulkLimit = this.maxBulk;
     this.off = new Uint32Array(INITIAL_ARGS);
     this.len = new Uint32Array(INITIAL_ARGS);
     this.hdr = new Uint32Array(INITIAL_ARGS);
@@ -319,9 +353,35 @@ export class RequestFramer {
   }
 
   /**
+   * Redis's limits for a client that is not authenticated (authRequired): a multibulk count over
+   * 10 or a bulk over 16384 makes push() return an `unauthenticated` ProtocolError at that header,
+   * before the frame is buffered. Takes effect from the next frame header parsed.
+   */
+  set unauthenticated(on: boolean) {
+    this.mbulkLimit = on ? Math.min(this.maxMbulk, UNAUTH_MAX_MULTIBULK) : this.maxMbulk;
+    this.bulkLimit = on ? Math.min(this.maxBulk, UNAUTH_MAX_BULK) : this.maxBulk;
+  }
+
+  /**
+   * From the frame callback: stop after this frame. push() then returns (null) without parsing
+   * further; takeRemainder() gives the rest of the chunk, to push later.
+   */
+  stop(): void {
+    this.stopRequested = true;
+  }
+
+  /** The input left after a stop() or an unauthenticated limit (then null again); null if none. */
+  takeRemainder(): Buffer | null {
+    const rest = this.remainder;
+    this.remainder = null;
+    return rest;
+  }
+
+  /**
    * Parses chunk; calls onFrame for each complete frame, in order. Returns a ProtocolError
    * if the stream is malformed (frames before the bad one were already delivered); the
-   * framer is then dead and returns the same error on every later call.
+   * framer is then dead and returns the same error on every later call (not so for an
+   * `unauthenticated` one, see ProtocolError).
    */
   push(chunk: Buffer, onFrame: (frame: RequestFrame) => void): ProtocolError | null {
     if (this.error !== null) return this.error;
@@ -349,9 +409,16 @@ export class RequestFramer {
           this.acc = EMPTY;
           this.accLen = 0;
           this.emit(acc, 0, r, onFrame);
+          if (this.stopRequested) return this.stopAt(chunk.subarray(cpos));
           break;
         }
         if (r === FAILED) return this.error;
+        if (r === LIMITED) {
+          const rest = Buffer.concat([this.acc.subarray(0, this.accLen), chunk.subarray(cpos)]);
+          this.acc = EMPTY;
+          this.accLen = 0;
+          return this.limited(rest);
+        }
         if (this.state === ST_DEAD) {
           this.deadBytes = this.accLen + (clen - cpos);
           this.acc = EMPTY;
@@ -370,9 +437,11 @@ export class RequestFramer {
       if (r >= 0) {
         this.emit(chunk, cpos, r, onFrame);
         cpos = r;
+        if (this.stopRequested) return this.stopAt(chunk.subarray(cpos));
         continue;
       }
       if (r === FAILED) return this.error;
+      if (r === LIMITED) return this.limited(chunk.subarray(cpos));
       if (this.state === ST_DEAD) {
         this.deadBytes = clen - cpos;
         if (this.deadBytes - this.lineStart > this.maxInline) return this.fail(this.deadError!());
@@ -383,6 +452,21 @@ export class RequestFramer {
       return null;
     }
     return null;
+  }
+
+  private stopAt(rest: Buffer): null {
+    this.stopRequested = false;
+    this.remainder = rest;
+    return null;
+  }
+
+  /** An unauthenticated limit: back to a frame boundary, `rest` from the frame's first byte on. */
+  private limited(rest: Buffer): ProtocolError {
+    this.state = ST_IDLE;
+    this.remainder = rest;
+    const hit = this.limitHit!;
+    this.limitHit = null;
+    return hit;
   }
 
   private fail(err: ProtocolError): ProtocolError {
@@ -529,7 +613,11 @@ export class RequestFramer {
           const ls = base + this.lineStart;
           if (this.state === ST_MB_COUNT) {
             const ll = string2ll(b, ls + 1, base + cr);
-            if (!(ll <= this.maxMbulk)) {
+            if (!(ll <= this.mbulkLimit)) {
+              if (ll <= this.maxMbulk) {
+                this.limitHit = unauthMbulkError();
+                return LIMITED;
+              }
               // NaN (not ok) or too large.
               this.fail(invalidMbulkError());
               return FAILED;
@@ -547,7 +635,11 @@ export class RequestFramer {
               return FAILED;
             }
             const ll = string2ll(b, ls + 1, base + cr);
-            if (!(ll >= 0 && ll <= this.maxBulk)) {
+            if (!(ll >= 0 && ll <= this.bulkLimit)) {
+              if (ll >= 0 && ll <= this.maxBulk) {
+                this.limitHit = unauthBulkError();
+                return LIMITED;
+              }
               this.fail(invalidBulkError());
               return FAILED;
             }
