@@ -239,6 +239,20 @@ describe('Sentinel failover', () => {
     const writer = new Writer(proxy.port, 'fo:kill:').start();
     try {
       await sleep(1000);
+      // Keys due during the failover for sure (it takes down-after-milliseconds, 1 s, at least),
+      // however few of the writer's own a loaded machine lets through.
+      const due = new Redis(proxy.port);
+      const dueWrites: Write[] = [];
+      for (let i = 0; i < 20; i++) {
+        const key = `fo:kill:due:${i}`;
+        const ttl = 500 + 10 * i;
+        dueWrites.push({ key, ttl, at: Date.now(), written: true, acknowledged: false });
+        await due.set(key, 'v', 'PX', ttl);
+      }
+      const replicated = Number(await due.call('WAIT', '1', '1000')) >= 1;
+      due.disconnect();
+      for (const write of dueWrites) write.acknowledged = replicated;
+      writer.writes.push(...dueWrites);
       const killedAt = Date.now();
       await old.kill();
       const promoted = await waitFor(() => group.agreedMaster(), (m) => m !== old, 30_000, 100);
