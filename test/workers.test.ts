@@ -2,9 +2,11 @@
 // really killed (their pids from the primary's lines), subscriptions really cut; the primary
 // restarts the dead, aggregates the metrics, and nothing is lost or duplicated.
 import { readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { ConfigError, parseConfig } from '../src/config.js';
 import { makeCertificates, type TestCertificates } from './helpers/certificates.js';
 import { runCli, startCli, stopCli, type Cli } from './helpers/cli.js';
 import { httpGet, scrape } from './helpers/metrics.js';
@@ -59,6 +61,19 @@ const alive = (pid: number): boolean => {
     return false;
   }
 };
+
+describe('operations flags', () => {
+  it('--workers n|auto, --metrics-port, --metrics-bind: defaults, environment, clear errors', () => {
+    expect(parseConfig([], {})).toMatchObject({ workers: 1, metricsPort: 0, metricsBind: '127.0.0.1' });
+    expect(parseConfig(['--workers', 'auto'], {})!.workers).toBe(availableParallelism());
+    expect(parseConfig([], { NOTIFYLIST_WORKERS: '3', NOTIFYLIST_METRICS_PORT: '9121', NOTIFYLIST_METRICS_BIND: '0.0.0.0' })).toMatchObject({ workers: 3, metricsPort: 9121, metricsBind: '0.0.0.0' });
+    for (const bad of ['0', '-1', '1.5', 'many', '5000']) {
+      expect(() => parseConfig(['--workers', bad], {})).toThrow(new ConfigError(`--workers must be auto or an integer from 1 to 1024, got '${bad}'`));
+    }
+    expect(() => parseConfig(['--metrics-port', '70000'], {})).toThrow('--metrics-port must be at most 65535');
+    expect(() => parseConfig(['--metrics-port', 'x'], {})).toThrow("--metrics-port must be an integer >= 0, got 'x'");
+  });
+});
 
 describe('--workers 2', () => {
   it('one listening line, two workers; kill -9 one: the other serves at once, the dead one is restarted; metrics aggregate; SIGTERM exits 0', async () => {
