@@ -6,6 +6,7 @@ import { ConfigError, parseCommandLine, USAGE, type ProxyConfig } from './config
 import { StartupError } from './notify/control-plane.js';
 import { startProxy, type RunningProxy } from './index.js';
 import { uninstall } from './operations/uninstall.js';
+import { isPrimaryOfWorkers, isWorker, runPrimary, workerSide } from './operations/workers.js';
 import { redact } from './redact.js';
 import { packageVersion } from './version.js';
 
@@ -21,9 +22,12 @@ const print = (line: string): void => {
 /** Longest wait for sessions and control connections to close after a signal. */
 const SHUTDOWN_GRACE_MS = 2000;
 
+/** What the first SIGTERM / SIGINT does (also a --workers primary's stop message to a worker). */
+let requestStop = (): void => undefined;
 /** Resolves at the first SIGTERM / SIGINT. Installed before anything else, so that a signal
  * during start-up exits 0 too (instead of the default death by signal, exit 143). */
 const signalled = new Promise<void>((resolve) => {
+  requestStop = resolve;
   const stop = (): void => {
     process.off('SIGTERM', stop);
     process.off('SIGINT', stop);
@@ -83,6 +87,10 @@ async function main(): Promise<number> {
     if (done !== null) log(done);
     return done === null ? 0 : 1;
   }
+  // --workers: this process only runs the workers (src/operations/workers.ts).
+  if (isPrimaryOfWorkers(config)) return runPrimary(config, { print, log }, signalled);
+  const worker = isWorker() ? workerSide(requestStop) : null;
+  if (worker) config.metricsPort = 0; // the primary serves them, for every worker
   let proxy;
   try {
     const started = await Promise.race([startProxy(config, log), signalled.then((): typeof STOPPED => STOPPED)]);
@@ -97,7 +105,8 @@ async function main(): Promise<number> {
     }
     throw error;
   }
-  print(listeningLine(proxy, config));
+  if (worker) worker.started(proxy, listeningLine(proxy, config));
+  else print(listeningLine(proxy, config));
   const running = proxy;
   onHangup = () => log(`SIGHUP: ${running.reloadCertificates()}`);
 

@@ -1,6 +1,7 @@
 // Settings of one proxy: command-line flags override environment variables override defaults.
 import type { FramerLimits } from './resp/request-framer.js';
 import { DEFAULT_LIMITS } from './resp/request-framer.js';
+import { availableParallelism } from 'node:os';
 import { redact, redactUrl } from './redact.js';
 
 export interface UpstreamAddress {
@@ -76,6 +77,12 @@ export interface ProxyConfig {
    * user nopass. `--protected-mode no` turns it off, as in redis.conf.
    */
   protectedMode: boolean;
+  // ---- operations: metrics, health, workers (src/operations/) ----
+  /** HTTP port of /metrics, /healthz and /readyz; 0: none. */
+  metricsPort: number;
+  metricsBind: string;
+  /** Proxy processes (node:cluster) sharing the listeners; 1: this process is the proxy. */
+  workers: number;
 }
 
 export const DEFAULTS = {
@@ -187,6 +194,10 @@ const ENVIRONMENT: Record<string, string> = {
   'sentinel-master': 'NOTIFYLIST_SENTINEL_MASTER',
   'sentinel-user': 'NOTIFYLIST_SENTINEL_USER',
   'sentinel-password': 'NOTIFYLIST_SENTINEL_PASSWORD',
+  // operations: metrics, health, workers
+  'metrics-port': 'NOTIFYLIST_METRICS_PORT',
+  'metrics-bind': 'NOTIFYLIST_METRICS_BIND',
+  workers: 'NOTIFYLIST_WORKERS',
 };
 
 /** Options without a value on the command line (yes/no in the environment). */
@@ -229,6 +240,11 @@ Options (each also from the environment variable shown):
   --protected-mode yes|no       refuse non-loopback clients, with Redis's -DENIED error, while
                                 Redis has protected-mode yes and a default user without password
                                 (NOTIFYLIST_PROTECTED_MODE, default ${DEFAULTS.protectedMode})
+  --metrics-port <port>         HTTP port of /metrics (Prometheus), /healthz and /readyz, 0: none
+                                (NOTIFYLIST_METRICS_PORT, default 0); on --metrics-bind <address>
+                                (NOTIFYLIST_METRICS_BIND, default 127.0.0.1)
+  --workers <n>|auto            proxy processes sharing the ports, restarted if they die; auto:
+                                one per core (NOTIFYLIST_WORKERS, default 1: this process)
   --uninstall                   remove from Redis what the proxy put there (library, internal
                                 keys in every database), print it, and exit; uses --upstream, --prefix
   --version                     print the version and exit
@@ -313,12 +329,26 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
     leaseMs: integer('lease-ms', DEFAULTS.leaseMs, 100),
     connectTimeoutMs: integer('connect-timeout-ms', DEFAULTS.connectTimeoutMs, 1),
     protectedMode: protectedMode === 'yes',
+    ...operationsSettings(values, portNumber),
   };
   // Redis's own words for the same configuration.
   if (config.port === 0 && !config.tls && !config.unixSocket) {
     throw new ConfigError('configured to not listen anywhere (--port 0 without --tls-port or --unixsocket)');
   }
   return config;
+}
+
+/** --metrics-port, --metrics-bind, --workers. */
+function operationsSettings(
+  values: Map<string, string>,
+  portNumber: (name: string, fallback: number) => number,
+): Pick<ProxyConfig, 'metricsPort' | 'metricsBind' | 'workers'> {
+  const workersText = values.get('workers') ?? '1';
+  const workers = workersText === 'auto' ? availableParallelism() : Number(workersText);
+  if (!Number.isInteger(workers) || workers < 1 || workers > 1024) {
+    throw new ConfigError(`--workers must be auto or an integer from 1 to 1024, got '${redact(workersText)}'`);
+  }
+  return { metricsPort: portNumber('metrics-port', 0), metricsBind: values.get('metrics-bind') ?? '127.0.0.1', workers };
 }
 
 /** A yes/no switch (flag without a value, or yes/no in the environment). */

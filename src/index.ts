@@ -8,6 +8,10 @@ import { ProxyServer } from './proxy/server.js';
 import { redact } from './redact.js';
 import { CertificateError } from './tls-files.js';
 import { Upstream } from './upstream/upstream.js';
+import type { Registry } from 'prom-client';
+import { notReadyReason } from './operations/health.js';
+import { startOperationsServer, type OperationsServer } from './operations/http.js';
+import { createProxyMetrics } from './operations/metrics.js';
 
 export { parseConfig, ConfigError, type ProxyConfig } from './config.js';
 export { StartupError } from './notify/control-plane.js';
@@ -16,6 +20,12 @@ export interface RunningProxy extends ListeningAddresses {
   controlPlane: ControlPlane;
   server: ProxyServer;
   upstream: Upstream;
+  /** This proxy's metrics (served on --metrics-port; under --workers, by the primary). */
+  metrics: Registry;
+  /** null when ready (/readyz), else why not. */
+  notReadyReason(): Promise<string | null>;
+  /** Where /metrics, /healthz and /readyz are served (undefined: --metrics-port 0). */
+  metricsPort?: number;
   /** SIGHUP: reads every certificate file again, for new connections; returns what it did. */
   reloadCertificates(): string;
   close(): Promise<void>;
@@ -89,9 +99,17 @@ export async function startProxy(config: ProxyConfig, output: (line: string) => 
   } finally {
     clearTimeout(timer);
   }
+  const metrics = createProxyMetrics({ controlPlane, connections: () => server.connections });
   let addresses: ListeningAddresses;
+  let operations: OperationsServer | null = null;
   try {
     addresses = await server.listen();
+    if (config.metricsPort !== 0) {
+      operations = await startOperationsServer(config.metricsBind, config.metricsPort, {
+        metrics: async () => ({ contentType: metrics.contentType, text: await metrics.metrics() }),
+        notReadyReason: () => notReadyReason(controlPlane),
+      });
+    }
   } catch (error) {
     await server.close().catch(() => undefined);
     upstream.stop();
@@ -103,6 +121,9 @@ export async function startProxy(config: ProxyConfig, output: (line: string) => 
     controlPlane,
     server,
     upstream,
+    metrics,
+    notReadyReason: () => notReadyReason(controlPlane),
+    metricsPort: operations?.port,
     reloadCertificates() {
       const reloaded: string[] = [];
       // Each side on its own: a bad file on one side does not hold back the other.
@@ -121,6 +142,7 @@ export async function startProxy(config: ProxyConfig, output: (line: string) => 
       return [...(reloaded.length > 0 ? [`certificate files reloaded for new connections: ${reloaded.join(', ')}`] : []), ...failures].join('; ');
     },
     async close() {
+      await operations?.close();
       await server.close();
       // First: the control connections' ends are not a reason to ask the sentinels again.
       upstream.stop();

@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { parseConfig, startProxy, type RunningProxy } from '../src/index.js';
+import { LIBRARY_VERSION } from '../src/notify/control-plane.js';
 import { registeringRules, writerRules } from '../src/security/user-rules.js';
 import { freePort, startRedis, type RedisServer } from './helpers/redis-server.js';
 import { sleep, waitFor } from './helpers/wait.js';
@@ -278,12 +279,13 @@ describe("the library's functions refuse calls that do not come from a proxy", (
       ['notifylist_lease', '1', 'notifylist:reaper', 'x', 'me', '60000'],
       ['notifylist_release', '1', 'notifylist:reaper', 'x', 'me'],
       ['notifylist_migrate', '0', 'x'],
+      ['notifylist_take_counts', '0', 'x', '16', 'someone', 'set'],
     ];
     for (const [fn, ...args] of calls) {
       await expect(direct.call('FCALL', fn, ...args), fn).rejects.toThrow("ERR notifylist: this library's functions are called by notifylist-proxy only");
     }
     await expect(direct.call('FCALL_RO', 'notifylist_list', '0', 'x')).rejects.toThrow('called by notifylist-proxy only');
-    expect(await direct.call('FCALL_RO', 'notifylist_version', '0')).toBe(3);
+    expect(await direct.call('FCALL_RO', 'notifylist_version', '0')).toBe(LIBRARY_VERSION);
   });
 });
 
@@ -301,7 +303,7 @@ describe('a library from before tags (version 2) is replaced, and what it made k
       const upgraded = await startProxy(parseConfig(['--port', String(await freePort()), '--upstream', other.url], {})!);
       const client = new Redis(upgraded.port);
       try {
-        expect(await otherDirect.call('FCALL_RO', 'notifylist_version', '0')).toBe(3);
+        expect(await otherDirect.call('FCALL_RO', 'notifylist_version', '0')).toBe(LIBRARY_VERSION);
         expect(await client.call('NOTIFYLIST.LIST')).toEqual(['m*', 'mlist']);
         await client.set('m2', 'v');
         await waitFor(async () => otherDirect.lrange('mlist', 0, -1), (list) => list.length === 2, 4000);

@@ -21,6 +21,7 @@ import { EXPIRED_CHANNEL, expiredChannel, internalNames, type InternalNames } fr
 import { binary, createControlClient, databaseCount, inDatabase, inEveryDatabase, parseRedisVersion, probeAuthRequired, withExpiredEvents } from './redis-control.js';
 import { Registry, type RegistrySnapshot, type StoredEntry } from './registry.js';
 import type { Upstream } from '../upstream/upstream.js';
+import { ProxyCounters } from '../operations/proxy-counters.js';
 
 /** Start-up failures worth one clear line and exit code 1. */
 export class StartupError extends Error {}
@@ -57,6 +58,10 @@ const DOUBT_TIMEOUT_MS = 5000;
 const AUTH_PROBE_MAX_AGE_MS = 1000;
 /** Patterns per HMGET when looking changed registrations up. */
 const LOOKUP_BATCH = 1000;
+/** The ops whose events the library counts for the proxy that wrote (see takeEventCounts). */
+const COUNTED_OPS = ['set', 'expired'];
+/** Longest wait for Redis when taking the event counts (a scrape must not hang on a lost Redis). */
+const TAKE_COUNTS_TIMEOUT_MS = 1000;
 
 interface AckWaiter {
   needed: number;
@@ -74,6 +79,16 @@ export class ControlPlane implements ControlHooks {
   readonly reaper: Reaper;
   /** Counters for NOTIFYLIST.INFO. */
   readonly counters = { barrierTimeouts: 0, doubtTimeouts: 0 };
+  /** The proxy's operational counters (metrics and NOTIFYLIST.INFO): src/operations/proxy-counters.ts. */
+  readonly stats = new ProxyCounters();
+  /**
+   * Names this proxy's counter in the library: its writes' events are added there in Redis (the
+   * write's reply must stay the command's) and taken back by takeEventCounts.
+   */
+  readonly eventCounter = randomUUID().replace(/-/g, '').slice(0, 16);
+  /** Ever active: counters of ours may be in Redis. */
+  private everActive = false;
+  private taking: Promise<void> | null = null;
   private active = false;
   private activating: Promise<void> | null = null;
   /** The library with our version and secret is known to be loaded. */
@@ -84,6 +99,8 @@ export class ControlPlane implements ControlHooks {
    * load: the maintenance tick compares Redis's counts with what it knows plus these. */
   private foreignEntries = new Map<number, number>();
   private libraryLoading: Promise<void> | null = null;
+  /** The last ensureLibrary succeeded (readiness: a check in progress is not a missing library). */
+  private libraryLastOk = false;
   /** Bumped when the library may have gone: a check that started before does not count. */
   private libraryGeneration = 0;
   /** Subscribed to the change channel, and the registry fully loaded since. */
@@ -145,7 +162,10 @@ export class ControlPlane implements ControlHooks {
     });
     this.subscriber.on('error', () => undefined);
     const secret = (): Buffer => binary(this.secret());
-    this.reporter = new ExpiryReporter(this.control, this.registry, this.names, secret, log);
+    this.reporter = new ExpiryReporter(this.control, this.registry, this.names, secret, log, (byReaper, pushed, lagsMs) => {
+      this.stats.addExpired(byReaper ? 'reaper' : 'keyevent', pushed);
+      for (const lag of lagsMs) this.stats.observeExpiryLag(lag / 1000);
+    });
     this.reaper = new Reaper(this.control, this.registry, this.reporter, this.names, secret, config.leaseMs, log);
     this.keeper = new RegistrationKeeper(this.control, this.names, () => this.registry.snapshot(), log, () => void this.reload());
   }
@@ -263,6 +283,7 @@ export class ControlPlane implements ControlHooks {
       `registry_current:${this.current ? 'yes' : 'no'}`,
       `barrier_timeouts:${this.counters.barrierTimeouts}`,
       `doubt_timeouts:${this.counters.doubtTimeouts}`,
+      ...this.stats.infoFields(),
     ];
   }
 
@@ -272,6 +293,46 @@ export class ControlPlane implements ControlHooks {
 
   get isActive(): boolean {
     return this.active;
+  }
+
+  /** The last check of the library found ours loaded (it is checked again every MAINTENANCE_MS). */
+  get libraryIsLoaded(): boolean {
+    return this.libraryReady || this.libraryLastOk;
+  }
+
+  /** Databases with registrations or expiry index entries. */
+  watchedDatabases(): number[] {
+    return [...new Set([...this.registry.databases(), ...this.indexedDbs])].sort((a, b) => a - b);
+  }
+
+  /** The keyevent subscriptions the proxy needs are up (false while idle: none are needed). */
+  get keyeventSubscriptionUp(): boolean {
+    return this.active && this.keyeventSubscribed;
+  }
+
+  /**
+   * Adds to `stats` what this proxy's writes pushed since last time (the library keeps it in
+   * Redis, see notifylist_write) and removes it there. Before metrics and NOTIFYLIST.INFO are
+   * read; concurrent callers share one; gives up after TAKE_COUNTS_TIMEOUT_MS (counts taken
+   * later are added then). Sends nothing while the proxy has never been active.
+   */
+  takeEventCounts(): Promise<void> {
+    if (!this.everActive || this.control.status !== 'ready') return Promise.resolve();
+    this.taking ??= inDatabase(this.control, 0, [
+      ['FCALL', 'notifylist_take_counts', 0, binary(this.secret()), this.databaseCount, this.eventCounter, ...COUNTED_OPS],
+    ])
+      .then(([totals]) => {
+        (totals as number[]).forEach((count, i) => {
+          if (COUNTED_OPS[i] === 'expired') this.stats.addExpired('write', Number(count));
+          else this.stats.addEvents(COUNTED_OPS[i], Number(count));
+        });
+      })
+      .catch(() => undefined) // (a lost reply loses those counts; never counted twice)
+      .finally(() => {
+        this.taking = null;
+      });
+    const timeout = new Promise<void>((resolve) => setTimeout(resolve, TAKE_COUNTS_TIMEOUT_MS).unref());
+    return Promise.race([this.taking, timeout]);
   }
 
   // ---- lifecycle ----
@@ -314,6 +375,7 @@ export class ControlPlane implements ControlHooks {
     // After any reconnect: library and flags again if active (Redis may have restarted); the
     // subscriber subscribes again and reloads the registry (changes may have been missed).
     this.control.on('ready', () => {
+      this.stats.upstreamReconnects++;
       if (!this.active) return;
       this.forgetLibrary();
       void this.prepareActive()
@@ -336,6 +398,8 @@ export class ControlPlane implements ControlHooks {
   async stop(): Promise<void> {
     this.running = false;
     this.stopMaintenance();
+    // Nothing of ours stays in Redis's counters.
+    await this.takeEventCounts();
     await this.reaper.stop();
     this.reporter.stop();
     this.subscriber.disconnect();
@@ -355,6 +419,7 @@ export class ControlPlane implements ControlHooks {
       this.activating = this.prepareActive()
         .then(() => {
           this.active = true;
+          this.everActive = true;
           this.log('active: registrations present');
           this.startMaintenance();
           this.reaper.start();
@@ -516,9 +581,15 @@ export class ControlPlane implements ControlHooks {
       // The registry view holds what the library made: read it again with the secret.
       if (secretChanged || migrated) await this.loadAll(false);
       this.releaseWaiters();
-    })().finally(() => {
-      this.libraryLoading = null;
-    });
+      this.libraryLastOk = true;
+    })()
+      .catch((error: unknown) => {
+        this.libraryLastOk = false;
+        throw error;
+      })
+      .finally(() => {
+        this.libraryLoading = null;
+      });
     return this.libraryLoading;
   }
 

@@ -51,6 +51,8 @@ export class ExpiryReporter {
     /** The deployment's secret, which every call of the library carries. */
     private readonly secret: () => Buffer,
     private readonly log: (line: string) => void,
+    /** Told of every report's expired events and each reported key's lag (ms from its deadline). */
+    private readonly reported: (byReaper: boolean, pushed: number, lagsMs: number[]) => void = () => undefined,
   ) {
     this.rotation = setInterval(() => {
       this.older = this.recent;
@@ -113,11 +115,12 @@ export class ExpiryReporter {
       });
       const evidence = byReaper ? [] : [binary('expired')];
       const [reply] = (await inDatabase(this.control, db, [
-        ['FCALL', 'notifylist_expired', batch.length, ...batch.map(binary), this.secret(), triples.length / 3, ...triples, ...evidence],
-      ])) as [Array<number | Buffer>];
+        ['FCALL', 'notifylist_expired', batch.length, ...batch.map(binary), this.secret(), triples.length / 3, ...triples, ...evidence, 'lags'],
+      ])) as [Array<number | Buffer | number[]>];
       result.pushed += Number(reply[0]);
       result.unchanged += Number(reply[1]);
-      for (let i = 2; i + 1 < reply.length; i += 2) this.logBlocked(db, (reply[i] as Buffer).toString('latin1'), (reply[i + 1] as Buffer).toString('latin1'));
+      this.reported(byReaper, Number(reply[0]), reply[2] as number[]);
+      for (let i = 3; i + 1 < reply.length; i += 2) this.logBlocked(db, (reply[i] as Buffer).toString('latin1'), (reply[i + 1] as Buffer).toString('latin1'));
     }
     return result;
   }
@@ -170,6 +173,11 @@ export class Reaper {
     private readonly leaseMs: number,
     private readonly log: (line: string) => void,
   ) {}
+
+  /** Redis's clock now, in ms, as measured (deadlines are on it). */
+  redisNow(): number {
+    return Date.now() + this.clockOffset;
+  }
 
   /** True only while a renewal of the lease is known to have succeeded less than a lease ago. */
   get isLeader(): boolean {

@@ -8,6 +8,8 @@ export interface InternalNames {
   readonly expiry: string;
   /** hash key -> tag of its expiry entry (made with the secret: entries added by hand are ignored) */
   readonly expiryTags: string;
+  /** hash events -> events pushed; <proxy counter>:<op> -> what one proxy's writes pushed, until it takes them */
+  readonly stats: string;
   /** string: the deployment's secret, shared by the proxies (database 0 only; users must not get it) */
   readonly secret: string;
   /** string: the reaper lease, holder id and until when, tagged (database 0 only) */
@@ -24,6 +26,7 @@ export function internalNames(prefix: string): InternalNames {
     registry: `${prefix}registry`,
     expiry: `${prefix}expiry`,
     expiryTags: `${prefix}tags`,
+    stats: `${prefix}stats`,
     secret: `${prefix}secret`,
     reaperLease: `${prefix}reaper`,
     changes: `${prefix}changes`,

@@ -12,7 +12,9 @@
 --   __PREFIX__registry  hash  pattern -> tagged registration: list and owner (registry_value)
 --   __PREFIX__expiry    zset  key -> absolute deadline in ms (Redis clock, PEXPIRETIME)
 --   __PREFIX__tags      hash  key -> tag of its expiry entry (key, deadline)
---   __PREFIX__stats     hash  events -> number of events pushed
+--   __PREFIX__stats     hash  events -> number of events pushed; <proxy counter>:<op> -> events
+--                             of that op the writes of one proxy pushed, not yet taken by it
+--                             (the proxy adds them to its metrics and takes them back out)
 --   __PREFIX__backfill  hash  pattern -> SCAN cursor of its pending backfill
 --   __PREFIX__targets   hash  list -> tagged number of registrations pointing at it (derived from
 --                             the registry: rebuilt when missing). Event targets produce no events
@@ -33,7 +35,7 @@
 -- (registration, event-target count, expiry entry, lease) carries a tag made with the secret.
 
 -- Bumped whenever a function's interface or behaviour changes: a proxy never replaces a newer one.
-local LIBRARY_VERSION = 3
+local LIBRARY_VERSION = 4
 
 local PREFIX = '__PREFIX__'
 local REGISTRY = PREFIX .. 'registry'
@@ -222,7 +224,8 @@ local function registered_list(pattern)
   return registration(pattern, redis.call('HGET', REGISTRY, pattern))
 end
 
--- ARGV[first] = number of candidate triples, then (key index, pattern, list) triples; the key
+-- ARGV[first] = number of candidate triples (`<n>`, or `<n>/<proxy counter>` from a proxy that counts
+-- its events: see notifylist_write), then (key index, pattern, list) triples; the key
 -- index may be a range `first-last` (consecutive keys with the same candidate, as in a large MSET).
 -- Returns: per key index, the verified lists (deduplicated, in first-seen order); index after.
 -- Keys with the same lists share one table (so a large MSET makes a few tables, not one per key):
@@ -232,7 +235,7 @@ end
 local CANDIDATES_AT = 2
 local NO_LISTS = {} -- never modified
 local function verified_lists(argv, first, key_count)
-  local count = tonumber(argv[first])
+  local count = tonumber(string.match(argv[first], '^%d+'))
   local current = {}
   local lists_by_key = {}
   local grown = {} -- lists table -> list -> that table with the list added
@@ -524,8 +527,11 @@ end
 -- that need escaping or UTF-8 checks; if there are none, no key is scanned again.
 local function new_events(keys)
   local plain = keys ~= nil and #keys > 16 and string.find(table.concat(keys), ALL_PLAIN) ~= nil
-  return { lists = {}, by_table = {}, count = 0, plain = plain }
+  return { lists = {}, by_table = {}, count = 0, plain = plain, ops = {} }
 end
+
+-- Events pushed during the current notifylist_write call, by op (it tells the calling proxy).
+local pushed_by_op = {}
 
 -- The text arrays of the lists in `lists` (made on first use).
 local function arrays_of(events, lists)
@@ -558,7 +564,9 @@ local function append_text(arrays, text)
 end
 
 local function add_event(events, key, op, lists)
-  events.count = events.count + append_text(arrays_of(events, lists), event_text(key, op, events.plain))
+  local added = append_text(arrays_of(events, lists), event_text(key, op, events.plain))
+  events.count = events.count + added
+  events.ops[op] = (events.ops[op] or 0) + added
 end
 
 -- One event `op` for each key that has lists, in key order: add_event for many keys, with the
@@ -589,6 +597,7 @@ local function add_events(events, keys, lists_by_key, op)
     end
   end
   events.count = events.count + count
+  events.ops[op] = (events.ops[op] or 0) + count
 end
 
 -- Pushes the events (every list was checked to take them); the counter is only statistics.
@@ -602,6 +611,7 @@ local function push_events(events)
     if texts.n == 1 then redis.call('RPUSH', list, texts[1]) else pcall_in_slices('RPUSH', list, texts, 1) end
   end
   redis.pcall('HINCRBY', STATS, 'events', events.count)
+  for op, n in pairs(events.ops) do pushed_by_op[op] = (pushed_by_op[op] or 0) + n end
   return events.count
 end
 
@@ -661,7 +671,8 @@ end
 -- not expire, no event; unless `expired_by_redis` (Redis itself published `expired` for the key, so
 -- it expired and was then created again by a write the proxy does not rewrite).
 -- `deadline` (the entry's score) and `now` (Redis's clock, ms) are read here unless given.
--- Returns the events pushed, whether an entry remains, and whether it remains unchanged.
+-- Returns the events pushed, whether an entry remains, whether it remains unchanged, and the
+-- entry's deadline.
 local function settle(key, lists, now, deadline, expired_by_redis)
   deadline = deadline or tonumber(redis.call('ZSCORE', EXPIRY, key))
   if not deadline then return 0, false, false end
@@ -678,10 +689,10 @@ local function settle(key, lists, now, deadline, expired_by_redis)
   if deadline < now and (current == -2 or expired_by_redis) then pushed = push_event(key, 'expired', lists) end
   if current < 0 then
     unindex_key(key)
-    return pushed, false, false
+    return pushed, false, false, deadline
   end
   index_key(key, current)
-  return pushed, true, false
+  return pushed, true, false, deadline
 end
 
 -- SET's condition: 'nx', 'xx' or nil. (A value equal to "NX" is never at an option position
@@ -790,6 +801,8 @@ end
 -- FCALL notifylist_write <numkeys> <keys...> <secret> <candidates...> <command> <args...>
 -- Runs the client's command with pcall and, only if it wrote, pushes one `set` event per
 -- (written key, verified list); keeps the expiry index true. Returns the command's own reply.
+-- The reply must stay the command's, so the events pushed go to the calling proxy's counter
+-- (`<n>/<proxy counter>` in the candidates) in STATS, field `<proxy counter>:<op>`.
 -- Candidate key indexes refer to KEYS (a large MSET, MSETNX, DEL or UNLINK: to its keys, sent
 -- without KEYS); for MOVE, KEYS[2] stands for the key in the target db.
 -- Every check comes before the first write; nothing after the command can fail.
@@ -797,6 +810,8 @@ local function notifylist_write(keys, argv, allowed)
   if not from_proxy(argv[1]) then return not_from_proxy() end
   local refused = check_registry_read()
   if refused then return refused end
+  pushed_by_op = {}
+  local counter = string.match(argv[CANDIDATES_AT], '^%d+/(.+)$')
   -- (Keys read from the command's arguments are fewer than the arguments.)
   local lists_by_key, command_at = verified_lists(argv, CANDIDATES_AT, #keys > 0 and #keys or #argv)
   local args, argc = {}, 0
@@ -905,6 +920,10 @@ local function notifylist_write(keys, argv, allowed)
         if lists_by_key[index] then sync_index(key, indexed[index] or false) end
       end
     end
+  end
+  -- (After MOVE / COPY ... DB in the other database: the proxy takes its counters from every one.)
+  if counter then
+    for op, n in pairs(pushed_by_op) do redis.pcall('HINCRBY', STATS, counter .. ':' .. op, n) end
   end
   return reply
 end
@@ -1017,16 +1036,19 @@ local function notifylist_info(_, argv)
   return table.concat(lines, '\r\n') .. '\r\n'
 end
 
--- FCALL notifylist_expired <numkeys> <keys...> <secret> <candidates...> [expired]
+-- FCALL notifylist_expired <numkeys> <keys...> <secret> <candidates...> [expired] [lags]
 -- Reports keys whose indexed deadline has passed (from the keyevent subscription, which passes
 -- `expired`: Redis published `expired` for these keys, or from the reaper). A key whose event list
 -- holds another type is held back (its entry stays, untouched) until the list is fixed; the other
 -- keys are reported. Returns { events pushed, entries left unchanged (held back or not yet due on
--- Redis's clock), then per event list held back: its name and the type it holds }.
+-- Redis's clock), [with `lags`: per key reported, ms from its deadline to its event,] then per
+-- event list held back: its name and the type it holds }.
 local function notifylist_expired(keys, argv)
   if not from_proxy(argv[1]) then return not_from_proxy() end
   local lists_by_key, after = verified_lists(argv, 2, #keys)
   local expired_by_redis = argv[after] == 'expired'
+  local lags = nil
+  if argv[expired_by_redis and after + 1 or after] == 'lags' then lags = {} end
   local refused = check_registry_read()
   if refused then return refused end
   drop_targets(keys, lists_by_key)
@@ -1063,12 +1085,14 @@ local function notifylist_expired(keys, argv)
     if hold then
       if redis.call('ZSCORE', EXPIRY, key) then unchanged = unchanged + 1 end
     else
-      local events, _, same = settle(key, lists, now, nil, expired_by_redis)
+      local events, _, same, deadline = settle(key, lists, now, nil, expired_by_redis)
       pushed = pushed + events
       if same then unchanged = unchanged + 1 end
+      if lags and events > 0 then lags[#lags + 1] = now - deadline end
     end
   end
   local reply = { pushed, unchanged }
+  if lags then reply[3] = lags end
   for _, item in ipairs(blocked) do reply[#reply + 1] = item end
   return reply
 end
@@ -1245,6 +1269,33 @@ local function notifylist_migrate(_, argv)
   return tagged
 end
 
+-- FCALL notifylist_take_counts 0 <secret> <databases> <proxy counter> <op...>: the events of each op
+-- that the proxy's writes pushed (see notifylist_write), summed over every database, and removed:
+-- atomically, so that each is counted by the proxy once.
+local function notifylist_take_counts(_, argv)
+  if not from_proxy(argv[1]) then return not_from_proxy() end
+  local databases, counter = tonumber(argv[2]), argv[3]
+  local fields, totals = {}, {}
+  for i = 4, #argv do
+    fields[#fields + 1] = counter .. ':' .. argv[i]
+    totals[#totals + 1] = 0
+  end
+  if #fields == 0 then return totals end
+  for db = 0, databases - 1 do
+    redis.call('SELECT', db)
+    local values = redis.call('HMGET', STATS, unpack(fields))
+    local any = false
+    for i, value in ipairs(values) do
+      if value then
+        totals[i] = totals[i] + tonumber(value)
+        any = true
+      end
+    end
+    if any then redis.call('HDEL', STATS, unpack(fields)) end
+  end
+  return totals
+end
+
 -- FCALL_RO notifylist_version 0: which library this is (proxies never replace a newer one).
 local function notifylist_version()
   return LIBRARY_VERSION
@@ -1280,5 +1331,6 @@ redis.register_function{ function_name = 'notifylist_list', callback = notifylis
 redis.register_function('notifylist_lease', notifylist_lease)
 redis.register_function('notifylist_release', notifylist_release)
 redis.register_function('notifylist_migrate', notifylist_migrate)
+redis.register_function('notifylist_take_counts', notifylist_take_counts)
 redis.register_function{ function_name = 'notifylist_version', callback = notifylist_version, flags = ALWAYS }
 redis.register_function{ function_name = 'notifylist_deployment', callback = notifylist_deployment, flags = ALWAYS }

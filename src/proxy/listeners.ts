@@ -3,6 +3,7 @@
 // (--unixsocket, --unixsocketperm). Every accepted connection, whichever listener, goes to the
 // same accept callback. SIGHUP reloads the certificate files for new TLS connections; open ones
 // keep theirs.
+import cluster from 'node:cluster';
 import { chmodSync, unlinkSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { createServer as createTlsServer, type Server as TlsServer, type TLSSocket } from 'node:tls';
@@ -50,9 +51,10 @@ export class Listeners {
     if (port !== 0) Object.assign(addresses, await listenTcp(servers.shift()!, port, bind));
     if (tls) addresses.tlsPort = (await listenTcp(servers.shift()!, tls.port, bind)).port;
     if (unixSocket) {
-      // As Redis: a socket file left by an earlier run is removed first.
+      // As Redis: a socket file left by an earlier run is removed first (under --workers by the
+      // primary: a worker would remove the socket the others share).
       try {
-        unlinkSync(unixSocket.path);
+        if (!cluster.isWorker) unlinkSync(unixSocket.path);
       } catch {
         // none there
       }

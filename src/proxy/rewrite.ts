@@ -126,7 +126,7 @@ interface CandidateRun {
  * `later`: with a hold, the replacement is made only then (it depends on what the hold learned),
  * instead of `bytes`.
  */
-export type Rewrite = { kind: 'forward' } | { kind: 'replace'; bytes: Buffer[]; hold?: Promise<void>; later?: () => Buffer[] };
+export type Rewrite = { kind: 'forward' } | { kind: 'replace'; bytes: Buffer[]; hold?: Promise<void>; later?: () => Buffer[]; admin?: true };
 
 const FORWARD: Rewrite = { kind: 'forward' };
 
@@ -150,6 +150,10 @@ export interface ControlHooks {
   authorizeRegistration(users: string[], pattern: string): Promise<string>;
   /** The deployment's secret: every call of the library carries it ('' until it is known). */
   secret(): string;
+  /** This proxy's counter in the library: write calls name it, so that their events count for it. */
+  readonly eventCounter: string;
+  /** Brings the proxy's event counters up to date (NOTIFYLIST.INFO shows them). */
+  takeEventCounts(): Promise<void>;
 }
 
 /** Nothing is registered anywhere: no write needs the library. */
@@ -245,7 +249,9 @@ export class Rewriter {
     for (const run of runs) triples.push(run.first === run.last ? String(run.first) : `${run.first}-${run.last}`, run.pattern, run.list);
     const fn = command.denyoom ? 'notifylist_write' : 'notifylist_write_allow_oom';
     const tail = frameTail(frame, 0);
-    const made = (): Buffer[] => fcall(fn, keys, [this.control.secret(), String(triples.length / 3), ...triples], tail);
+    // `<n>/<counter>`: the library counts the events pushed for this proxy (notifylist_write).
+    const counted = `${triples.length / 3}/${this.control.eventCounter}`;
+    const made = (): Buffer[] => fcall(fn, keys, [this.control.secret(), counted, ...triples], tail);
     // The call carries the secret, known once the library is loaded (a write pipelined behind the
     // first registration waits for that; the session holds its requests meanwhile anyway).
     if (this.control.secret() === '') return { kind: 'replace', bytes: [], hold: this.control.libraryLoaded(), later: made };
@@ -261,15 +267,19 @@ export class Rewriter {
     // An unauthenticated client's command is refused by Redis (NOAUTH) like any command, before
     // the function's arguments matter (unchanged, Redis would call it an unknown command); its
     // full FCALL could exceed Redis's unauthenticated limits: a 3-argument call gets that NOAUTH.
-    if (this.mayBeUnauthenticated(state)) return { kind: 'replace', bytes: [fcallStandIn(fn)] };
+    if (this.mayBeUnauthenticated(state)) return { kind: 'replace', bytes: [fcallStandIn(fn)], admin: true };
     const tail = frameTail(frame, 1);
     if (name === 'notifylist.info') {
-      const fields = this.control.infoFields();
-      const extra = [String(this.control.databases()), String(fields.length), ...fields];
-      return { kind: 'replace', bytes: [], hold: this.control.libraryLoaded(), later: () => fcall(fn, [], [this.control.secret(), ...extra], tail) };
+      // The fields once the counters are up to date.
+      const later = (): Buffer[] => {
+        const fields = this.control.infoFields();
+        return fcall(fn, [], [this.control.secret(), String(this.control.databases()), String(fields.length), ...fields], tail);
+      };
+      const hold = Promise.all([this.control.libraryLoaded(), this.control.takeEventCounts()]).then(() => undefined);
+      return { kind: 'replace', bytes: [], hold, later, admin: true };
     }
     if (name === 'notifylist.list') {
-      return { kind: 'replace', bytes: [], hold: this.control.libraryLoaded(), later: () => fcall(fn, [], [this.control.secret()], tail) };
+      return { kind: 'replace', bytes: [], hold: this.control.libraryLoaded(), later: () => fcall(fn, [], [this.control.secret()], tail), admin: true };
     }
     const users = [...state.users];
     const arity = name === 'notifylist.set' ? 3 : 2;
@@ -288,7 +298,7 @@ export class Rewriter {
     } else {
       hold = authorized.then(() => this.control.libraryLoaded());
     }
-    return { kind: 'replace', bytes: [], hold, later: () => fcall(fn, [], [this.control.secret(), users[0], refusal], tail) };
+    return { kind: 'replace', bytes: [], hold, later: () => fcall(fn, [], [this.control.secret(), users[0], refusal], tail), admin: true };
   }
 }
 

@@ -38,6 +38,7 @@ export class ProxyServer {
       recheckAuth: () => controlPlane.recheckAuth(),
       registryIsCurrent: () => controlPlane.registryIsCurrent(),
       whenCurrent: () => controlPlane.whenCurrent(),
+      counters: controlPlane.stats,
     };
     this.listeners = new Listeners(config, (client, local) => this.accept(client, local));
   }
@@ -48,6 +49,7 @@ export class ProxyServer {
 
   /** Redis's protected mode, on Redis's behalf (Redis sees the proxy's address for every session). */
   private accept(client: Socket, fromUnixSocket: boolean): void {
+    this.options.counters.clientConnectionsTotal++;
     const local = fromUnixSocket || isLocalAddress(client.remoteAddress);
     const refuse = local || this.protectedMode === null ? false : this.protectedMode.refusesRemote();
     if (refuse === false) return this.startSession(client);

@@ -9,6 +9,7 @@ import { encodeCommand } from '../resp/encode.js';
 import { replyEnd } from '../resp/reply-scanner.js';
 import type { Registry } from '../notify/registry.js';
 import type { Upstream } from '../upstream/upstream.js';
+import type { ProxyCounters } from '../operations/proxy-counters.js';
 import { authAttempt, authenticatedBy, isReset } from './auth-tracking.js';
 import { keepLastReplies } from './last-replies.js';
 import type { Rewriter, SessionState } from './rewrite.js';
@@ -31,6 +32,8 @@ export interface SessionOptions {
   registryIsCurrent: () => boolean;
   /** Resolves when it is current again (or after a bounded wait). */
   whenCurrent: () => Promise<void>;
+  /** The proxy's counters (requests by path, protocol errors): plain increments (hot path). */
+  counters: ProxyCounters;
 }
 
 export class Session {
@@ -208,6 +211,7 @@ export class Session {
     } else if (error) {
       this.outgoing.push(error.upstreamTrigger);
     }
+    if (error) this.options.counters.protocolErrors++;
     this.stopHold = null;
     const chunkHold = this.chunkHold;
     this.chunkHold = null;
@@ -324,7 +328,9 @@ export class Session {
       }
     }
     const rewrite = this.options.rewriter.rewrite(frame, this.state);
+    const requests = this.options.counters.requests;
     if (rewrite.kind === 'forward') {
+      requests.forwarded++;
       if (frame.buf === this.runBuf && frame.start === this.runEnd) {
         this.runEnd = frame.end;
       } else {
@@ -334,6 +340,8 @@ export class Session {
         this.runEnd = frame.end;
       }
     } else {
+      if (rewrite.admin) requests.admin++;
+      else requests.rewritten++;
       this.flushRun();
       if (rewrite.later) {
         // A placeholder of its own, replaced by the bytes once the hold is over (processChunk).
