@@ -76,6 +76,11 @@ export interface ProxyConfig {
    * user nopass. `--protected-mode no` turns it off, as in redis.conf.
    */
   protectedMode: boolean;
+  // Operations: graceful drain and the client limit (src/operations/drain.ts, max-clients.ts).
+  /** SIGTERM / SIGINT: the drain ends (and the process exits) within this long. */
+  drainMs: number;
+  /** Clients at once, every listener together; one more gets Redis's own error (as maxclients). */
+  maxClients: number;
 }
 
 export const DEFAULTS = {
@@ -86,6 +91,8 @@ export const DEFAULTS = {
   leaseMs: 3000,
   connectTimeoutMs: 5000,
   protectedMode: 'yes',
+  drainMs: 10_000,
+  maxClients: 10_000,
 } as const;
 
 export class ConfigError extends Error {}
@@ -187,6 +194,9 @@ const ENVIRONMENT: Record<string, string> = {
   'sentinel-master': 'NOTIFYLIST_SENTINEL_MASTER',
   'sentinel-user': 'NOTIFYLIST_SENTINEL_USER',
   'sentinel-password': 'NOTIFYLIST_SENTINEL_PASSWORD',
+  // Operations: drain and limits.
+  'drain-ms': 'NOTIFYLIST_DRAIN_MS',
+  maxclients: 'NOTIFYLIST_MAXCLIENTS',
 };
 
 /** Options without a value on the command line (yes/no in the environment). */
@@ -229,6 +239,11 @@ Options (each also from the environment variable shown):
   --protected-mode yes|no       refuse non-loopback clients, with Redis's -DENIED error, while
                                 Redis has protected-mode yes and a default user without password
                                 (NOTIFYLIST_PROTECTED_MODE, default ${DEFAULTS.protectedMode})
+  --drain-ms <ms>               on SIGTERM / SIGINT: stop accepting, write the replies to what was
+                                forwarded, close idle clients, then blocked and subscribed ones,
+                                exit 0 within this long (NOTIFYLIST_DRAIN_MS, default ${DEFAULTS.drainMs})
+  --maxclients <n>              clients at once on all listeners together; one more gets Redis's
+                                -ERR max number of clients reached (NOTIFYLIST_MAXCLIENTS, default ${DEFAULTS.maxClients})
   --uninstall                   remove from Redis what the proxy put there (library, internal
                                 keys in every database), print it, and exit; uses --upstream, --prefix
   --version                     print the version and exit
@@ -313,6 +328,9 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
     leaseMs: integer('lease-ms', DEFAULTS.leaseMs, 100),
     connectTimeoutMs: integer('connect-timeout-ms', DEFAULTS.connectTimeoutMs, 1),
     protectedMode: protectedMode === 'yes',
+    // Operations: drain and limits.
+    drainMs: integer('drain-ms', DEFAULTS.drainMs, 1),
+    maxClients: integer('maxclients', DEFAULTS.maxClients, 1),
   };
   // Redis's own words for the same configuration.
   if (config.port === 0 && !config.tls && !config.unixSocket) {
