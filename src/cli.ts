@@ -5,6 +5,7 @@
 import { ConfigError, parseCommandLine, USAGE, type ProxyConfig } from './config.js';
 import { StartupError } from './notify/control-plane.js';
 import { startProxy, type RunningProxy } from './index.js';
+import { drainProxy } from './operations/drain.js';
 import { uninstall } from './operations/uninstall.js';
 import { redact } from './redact.js';
 import { packageVersion } from './version.js';
@@ -17,9 +18,6 @@ const log = (line: string): void => {
 const print = (line: string): void => {
   process.stdout.write(`${redact(line)}\n`);
 };
-
-/** Longest wait for sessions and control connections to close after a signal. */
-const SHUTDOWN_GRACE_MS = 2000;
 
 /** Resolves at the first SIGTERM / SIGINT. Installed before anything else, so that a signal
  * during start-up exits 0 too (instead of the default death by signal, exit 143). */
@@ -102,8 +100,8 @@ async function main(): Promise<number> {
   onHangup = () => log(`SIGHUP: ${running.reloadCertificates()}`);
 
   await signalled;
-  // Stop accepting, close sessions; do not wait long on clients (or a Redis) that do not answer.
-  await Promise.race([proxy.close(), new Promise((resolve) => setTimeout(resolve, SHUTDOWN_GRACE_MS).unref())]);
+  // Graceful drain within --drain-ms (a second signal exits at once: see `signalled`).
+  await drainProxy(proxy, config.drainMs, log);
   return 0;
 }
 
