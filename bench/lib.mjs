@@ -176,11 +176,11 @@ export async function startRedis(dir) {
 }
 
 /** The proxy from dist/ (`node [nodeArgs] dist/cli.js`), ready once it prints its 'listening' line. */
-export async function startProxy(redisPort, { nodeArgs = [], cwd = ROOT, timeoutMs = 30_000 } = {}) {
+export async function startProxy(redisPort, { nodeArgs = [], extraArgs = [], cwd = ROOT, timeoutMs = 30_000, cliPath = path.join(ROOT, 'dist', 'cli.js') } = {}) {
   const port = await freePort();
   const child = spawnTracked(`notifylist-proxy:${port}`, process.execPath, [
-    ...nodeArgs, path.join(ROOT, 'dist', 'cli.js'),
-    '--port', String(port), '--upstream', `redis://127.0.0.1:${redisPort}`,
+    ...nodeArgs, cliPath,
+    '--port', String(port), '--upstream', `redis://127.0.0.1:${redisPort}`, ...extraArgs,
   ], { cwd });
   await new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(describeFailure(child, `proxy did not print 'listening' within ${timeoutMs} ms`)), timeoutMs);
