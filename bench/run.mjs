@@ -19,10 +19,9 @@ import path from 'node:path';
 import { DEFAULTS } from '../dist/config.js';
 import { RELOAD_MESSAGE } from '../dist/notify/changes.js';
 import { internalNames } from '../dist/notify/names.js';
-import { readFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import {
-  BENCH_DIR, ROOT, cleanup, cli, freePort, machineInfo, makeTempDir, median, redisBenchmark, sleep,
+  BENCH_DIR, ROOT, cleanup, cli, cpuSeconds, freePort, machineInfo, makeTempDir, median, redisBenchmark, sleep,
   spawnTracked, startProxy, startRedis, startTwemproxy,
 } from './lib.mjs';
 
@@ -48,17 +47,6 @@ function positiveInt(text, name) {
 }
 
 const log = (line) => process.stdout.write(`${line}\n`);
-
-/** CPU seconds (user + system) of a process so far, from /proc (Linux); null elsewhere. */
-function cpuSeconds(pid) {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (USER_HZ 100)
-  } catch {
-    return null;
-  }
-}
 
 /** The bare Node pipe (scripts/socket-pipe.mjs): one upstream connection per client, bytes copied. */
 async function startPipe(redisPort) {
