@@ -2,7 +2,7 @@
 // (always stopped on exit, even on error or Ctrl-C), redis-server / proxy / nutcracker start-up,
 // redis-cli and redis-benchmark calls. Plain Node ESM, no dependencies.
 import { spawn, spawnSync, execFile } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -176,11 +176,11 @@ export async function startRedis(dir) {
 }
 
 /** The proxy from dist/ (`node [nodeArgs] dist/cli.js`), ready once it prints its 'listening' line. */
-export async function startProxy(redisPort, { nodeArgs = [], cwd = ROOT, timeoutMs = 30_000 } = {}) {
+export async function startProxy(redisPort, { nodeArgs = [], extraArgs = [], cwd = ROOT, timeoutMs = 30_000, cliPath = path.join(ROOT, 'dist', 'cli.js') } = {}) {
   const port = await freePort();
   const child = spawnTracked(`notifylist-proxy:${port}`, process.execPath, [
-    ...nodeArgs, path.join(ROOT, 'dist', 'cli.js'),
-    '--port', String(port), '--upstream', `redis://127.0.0.1:${redisPort}`,
+    ...nodeArgs, cliPath,
+    '--port', String(port), '--upstream', `redis://127.0.0.1:${redisPort}`, ...extraArgs,
   ], { cwd });
   await new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(describeFailure(child, `proxy did not print 'listening' within ${timeoutMs} ms`)), timeoutMs);
@@ -246,6 +246,17 @@ export async function redisBenchmark(port, { clients = 50, requests, pipeline, t
     if (!(test.toUpperCase() in rps)) throw new Error(`redis-benchmark printed no result for ${test} on port ${port}:\n${stdout}`);
   }
   return { rps, seconds };
+}
+
+/** CPU seconds (user + system) a process has used so far, from /proc (Linux); null elsewhere. */
+export function cpuSeconds(pid) {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (USER_HZ 100)
+  } catch {
+    return null;
+  }
 }
 
 export function median(values) {

@@ -16,7 +16,7 @@
 import { copyFileSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import {
-  ROOT, cleanup, cli, machineInfo, makeTempDir, redisBenchmark, sleep, startProxy, startRedis, stopChild,
+  ROOT, cleanup, cli, cpuSeconds, machineInfo, makeTempDir, redisBenchmark, sleep, startProxy, startRedis, stopChild,
 } from './lib.mjs';
 
 const REQUESTS = Number(process.env.PROFILE_REQUESTS ?? '1000000');
@@ -25,17 +25,6 @@ const TESTS = process.env.PROFILE_TESTS ?? 'set';
 const EVENTS = (process.env.PROFILE_EVENTS ?? '1') !== '0';
 const TOP = Number(process.env.PROFILE_TOP ?? '25');
 const log = (line) => process.stdout.write(`${line}\n`);
-
-/** CPU seconds (user + system) a process has used so far, from /proc (Linux); null elsewhere. */
-function cpuSeconds(pid) {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (USER_HZ 100)
-  } catch {
-    return null;
-  }
-}
 
 function displayUrl(url) {
   if (!url) return '';

@@ -1,7 +1,12 @@
 // Side-by-side throughput benchmark, in one run, with redis-benchmark:
 //   direct Redis | the proxy (no registrations) | the proxy with a registration matching every key
-//   (every SET emits an event) | twemproxy (nutcracker), when installed.
+//   (every SET emits an event) | the proxy with --workers 2 (once that flag exists) | a bare Node
+//   socket pipe (scripts/socket-pipe.mjs) | twemproxy (nutcracker), when installed;
+//   with 50 and with 1,000 clients.
 // Interleaved rounds (the target order rotates each round); median over rounds; ratios to direct.
+// Also the CPU time per request of the process in the middle (the proxy, the pipe, twemproxy;
+// direct: redis-server itself), from /proc/<pid>/stat utime+stime around each run, divided by
+// the requests of the run: a measure of efficiency however the cores are shared.
 //
 // Environment:
 //   BENCH_ROUNDS           rounds (default 3)
@@ -14,19 +19,22 @@ import path from 'node:path';
 import { DEFAULTS } from '../dist/config.js';
 import { RELOAD_MESSAGE } from '../dist/notify/changes.js';
 import { internalNames } from '../dist/notify/names.js';
+import { spawnSync } from 'node:child_process';
 import {
-  BENCH_DIR, ROOT, cleanup, cli, machineInfo, makeTempDir, median, redisBenchmark, sleep,
-  startProxy, startRedis, startTwemproxy,
+  BENCH_DIR, ROOT, cleanup, cli, cpuSeconds, freePort, machineInfo, makeTempDir, median, redisBenchmark, sleep,
+  spawnTracked, startProxy, startRedis, startTwemproxy,
 } from './lib.mjs';
 
 const NAMES = internalNames(DEFAULTS.prefix);
 const ROUNDS = positiveInt(process.env.BENCH_ROUNDS ?? '3', 'BENCH_ROUNDS');
 const SCALE = Number(process.env.BENCH_REQUESTS_SCALE ?? '1');
 if (!(SCALE > 0)) throw new Error(`BENCH_REQUESTS_SCALE must be a positive number, got '${process.env.BENCH_REQUESTS_SCALE}'`);
-const CLIENTS = 50;
+const CLIENT_COUNTS = [50, 1000];
 const KEYSPACE = 100000;
 const TESTS = ['SET', 'GET'];
 const PIPELINES = [1, 16];
+/** Each measured combination: clients x pipeline. */
+const RUNS = CLIENT_COUNTS.flatMap((clients) => PIPELINES.map((pipeline) => ({ clients, pipeline, key: `${clients}/${pipeline}` })));
 const BASE_REQUESTS = { 1: 200000, 16: 1000000 };
 const requestsFor = (pipeline) => Math.max(1000, Math.round(BASE_REQUESTS[pipeline] * SCALE));
 const PATTERN = 'key:*';
@@ -40,6 +48,21 @@ function positiveInt(text, name) {
 
 const log = (line) => process.stdout.write(`${line}\n`);
 
+/** The bare Node pipe (scripts/socket-pipe.mjs): one upstream connection per client, bytes copied. */
+async function startPipe(redisPort) {
+  const port = await freePort();
+  const child = spawnTracked(`socket-pipe:${port}`, process.execPath, [path.join(ROOT, 'scripts', 'socket-pipe.mjs'), '--port', String(port), '--upstream', `127.0.0.1:${redisPort}`]);
+  for (let i = 0; i < 100 && !/listening/.test(child.output); i++) await sleep(50);
+  if (!/listening/.test(child.output)) throw new Error(`socket-pipe did not start: ${child.output}`);
+  return { port, child };
+}
+
+/** --workers arrives with another part of issue 9: its row is run only once the CLI has it. */
+function cliHasWorkers() {
+  const help = spawnSync(process.execPath, [path.join(ROOT, 'dist', 'cli.js'), '--help'], { encoding: 'utf8' });
+  return /--workers\b/.test(help.stdout ?? '');
+}
+
 async function main() {
   const startedAt = Date.now();
   if (!existsSync(path.join(ROOT, 'dist', 'cli.js'))) throw new Error('dist/cli.js is missing: run `npm run build` (or `npm run bench`)');
@@ -48,7 +71,7 @@ async function main() {
   log(`machine: nproc ${info.nproc}, ${info.cpuModel}, ${info.memory}, ${info.kernel}`);
   log(`node ${info.node}; redis ${info.redis}; ${info.redisBenchmark}; twemproxy: ${info.nutcracker}`);
   log(`no CPU pinning: redis-server, the proxy (node), nutcracker and redis-benchmark all share the ${info.nproc} cores`);
-  log(`redis-benchmark -c ${CLIENTS} -r ${KEYSPACE} -t set,get; -P 1 -n ${requestsFor(1)}, -P 16 -n ${requestsFor(16)}; ${ROUNDS} round(s)`);
+  log(`redis-benchmark -c ${CLIENT_COUNTS.join(' and -c ')} -r ${KEYSPACE} -t set,get; -P 1 -n ${requestsFor(1)}, -P 16 -n ${requestsFor(16)}; ${ROUNDS} round(s)`);
 
   const dir = makeTempDir();
   const redis = await startRedis(dir);
@@ -57,6 +80,11 @@ async function main() {
   log(`proxy on 127.0.0.1:${proxy.port}`);
   const twem = await startTwemproxy(redis.port, dir);
   log(twem ? `twemproxy on 127.0.0.1:${twem.port}` : 'twemproxy: nutcracker not installed, column skipped');
+  const pipe = await startPipe(redis.port);
+  log(`bare Node pipe on 127.0.0.1:${pipe.port}`);
+  // The --workers 2 row: a second proxy process with the flag (the workers share its port).
+  const workers = cliHasWorkers() ? await startProxy(redis.port, { extraArgs: ['--workers', '2'] }) : null;
+  log(workers ? `proxy --workers 2 on 127.0.0.1:${workers.port}` : 'proxy --workers 2: the CLI has no --workers flag yet, row skipped');
 
   // Registrations are stored in Redis and shared by every proxy in front of it, so the
   // 'proxy + events' target registers before its runs and unregisters after them; every run of
@@ -102,36 +130,45 @@ async function main() {
     await sleep(500);
   };
 
+  // cpuPid: whose CPU time per request is reported (with --workers, the primary only: see the notes).
   const targets = [
-    { name: 'direct', port: redis.port },
-    { name: 'proxy', port: proxy.port },
+    { name: 'direct', port: redis.port, cpuPid: redis.child.process.pid },
+    { name: 'proxy', port: proxy.port, cpuPid: proxy.child.process.pid },
     { name: 'proxy + 10k registrations', port: proxy.port, before: registerMany, after: unregisterMany },
     { name: 'proxy + events', port: proxy.port, events: true, before: registerEvents, after: unregisterEvents },
   ];
-  if (twem) targets.push({ name: 'twemproxy', port: twem.port });
+  if (workers) targets.push({ name: 'proxy --workers 2', port: workers.port });
+  targets.push({ name: 'bare Node pipe', port: pipe.port, cpuPid: pipe.child.process.pid });
+  if (twem) targets.push({ name: 'twemproxy', port: twem.port, cpuPid: twem.child.process.pid });
 
-  // results[target][test][pipeline] = [rps per round]
-  const results = Object.fromEntries(targets.map((t) => [t.name, Object.fromEntries(TESTS.map((x) => [x, { 1: [], 16: [] }]))]));
+  // results[target][test][clients/pipeline] = [rps per round]; cpu[target][clients/pipeline] = [µs per request per round]
+  const results = Object.fromEntries(targets.map((t) => [t.name, Object.fromEntries(TESTS.map((x) => [x, Object.fromEntries(RUNS.map((r) => [r.key, []]))]))]));
+  const cpu = Object.fromEntries(targets.map((t) => [t.name, Object.fromEntries(RUNS.map((r) => [r.key, []]))]));
   const eventChecks = []; // { round, target, pipeline, expected, events }
 
   const runTarget = async (target, { requestsOf, record, round }) => {
     await target.before?.();
     try {
-      for (const pipeline of PIPELINES) {
+      for (const { clients, pipeline, key } of RUNS) {
         const requests = requestsOf(pipeline);
         await cli(redis.port, 'DEL', EVENTS_LIST);
-        const { rps, seconds } = await redisBenchmark(target.port, { clients: CLIENTS, requests, pipeline, keyspace: KEYSPACE });
+        const cpuBefore = target.cpuPid ? cpuSeconds(target.cpuPid) : null;
+        const { rps, seconds } = await redisBenchmark(target.port, { clients, requests, pipeline, keyspace: KEYSPACE });
+        const cpuAfter = target.cpuPid ? cpuSeconds(target.cpuPid) : null;
+        // SET and GET: requests each.
+        const cpuUs = cpuBefore === null || cpuAfter === null ? null : ((cpuAfter - cpuBefore) * 1e6) / (requests * TESTS.length);
         const events = Number(await cli(redis.port, 'LLEN', EVENTS_LIST));
         await cli(redis.port, 'DEL', EVENTS_LIST);
         const expected = target.events ? requests : 0; // one SET per request of the SET test
         const ok = events === expected;
         if (record) {
-          for (const test of TESTS) results[target.name][test][pipeline].push(rps[test]);
-          eventChecks.push({ round, target: target.name, pipeline, expected, events });
+          for (const test of TESTS) results[target.name][test][key].push(rps[test]);
+          if (cpuUs !== null) cpu[target.name][key].push(cpuUs);
+          eventChecks.push({ round, target: target.name, pipeline: `${pipeline} -c ${clients}`, expected, events });
         }
-        log(`  ${record ? `round ${round}` : 'warm-up'} ${target.name.padEnd(26)} -P ${String(pipeline).padEnd(2)} `
+        log(`  ${record ? `round ${round}` : 'warm-up'} ${target.name.padEnd(26)} -c ${String(clients).padEnd(4)} -P ${String(pipeline).padEnd(2)} `
           + TESTS.map((t) => `${t} ${Math.round(rps[t]).toString().padStart(7)} rps`).join(', ')
-          + `  (${seconds.toFixed(1)} s; events ${events}/${expected}${ok ? '' : ' MISMATCH'})`);
+          + `${cpuUs === null ? '' : `, ${cpuUs.toFixed(1)} µs CPU/request`}  (${seconds.toFixed(1)} s; events ${events}/${expected}${ok ? '' : ' MISMATCH'})`);
       }
     } finally {
       await target.after?.();
@@ -140,7 +177,7 @@ async function main() {
 
   // Fill the key space so GETs hit existing keys from the first measured run on.
   log('prefill: SET over the key space, direct');
-  await redisBenchmark(redis.port, { clients: CLIENTS, requests: Math.max(10000, 5 * KEYSPACE), pipeline: 16, tests: 'set', keyspace: KEYSPACE });
+  await redisBenchmark(redis.port, { clients: 50, requests: Math.max(10000, 5 * KEYSPACE), pipeline: 16, tests: 'set', keyspace: KEYSPACE });
   log('warm-up (not recorded)');
   for (const target of targets) {
     await runTarget(target, { requestsOf: (p) => Math.max(1000, Math.round(requestsFor(p) / 10)), record: false });
@@ -154,27 +191,34 @@ async function main() {
   }
 
   // Table of medians.
-  const columns = ['direct', 'proxy', 'proxy + 10k registrations', 'proxy + events', 'twemproxy'];
-  const header = `| test | -P | direct rps | proxy | proxy + 10k registrations | proxy + events | twemproxy |`;
-  const rows = [header, '|---|---|---:|---:|---:|---:|---:|'];
-  for (const pipeline of PIPELINES) {
+  const columns = ['direct', 'proxy', 'proxy + 10k registrations', 'proxy + events', 'proxy --workers 2', 'bare Node pipe', 'twemproxy'];
+  const header = `| test | -c | -P | ${columns.map((c) => (c === 'direct' ? 'direct rps' : c)).join(' | ')} |`;
+  const rows = [header, `|---|---|---|${columns.map(() => '---:').join('|')}|`];
+  for (const { clients, pipeline, key } of RUNS) {
     for (const test of TESTS) {
-      const direct = median(results.direct[test][pipeline]);
+      const direct = median(results.direct[test][key]);
       const cells = columns.map((name) => {
         if (!results[name]) return 'n/a';
-        const value = median(results[name][test][pipeline]);
+        const value = median(results[name][test][key]);
         return name === 'direct' ? `${Math.round(value)}` : `${Math.round(value)} (${(value / direct).toFixed(2)}x)`;
       });
-      rows.push(`| ${test} | ${pipeline} | ${cells.join(' | ')} |`);
+      rows.push(`| ${test} | ${clients} | ${pipeline} | ${cells.join(' | ')} |`);
     }
   }
   const table = rows.join('\n');
+  // CPU time per request (SET and GET together) of the process in the middle.
+  const cpuColumns = targets.filter((t) => t.cpuPid && t.name !== 'proxy + 10k registrations').map((t) => t.name);
+  const cpuRows = [`| -c | -P | ${cpuColumns.map((c) => (c === 'direct' ? 'redis-server (direct)' : c)).join(' | ')} |`, `|---|---|${cpuColumns.map(() => '---:').join('|')}|`];
+  for (const { clients, pipeline, key } of RUNS) {
+    cpuRows.push(`| ${clients} | ${pipeline} | ${cpuColumns.map((name) => (cpu[name][key].length ? `${median(cpu[name][key]).toFixed(1)} µs` : 'n/a')).join(' | ')} |`);
+  }
+  const cpuTable = cpuRows.join('\n');
 
   const rawRows = ['| target | test | -P | rps per round |', '|---|---|---|---|'];
   for (const target of targets) {
-    for (const pipeline of PIPELINES) {
+    for (const { clients, pipeline, key } of RUNS) {
       for (const test of TESTS) {
-        rawRows.push(`| ${target.name} | ${test} | ${pipeline} | ${results[target.name][test][pipeline].map((v) => Math.round(v)).join(', ')} |`);
+        rawRows.push(`| ${target.name} | ${test} | ${pipeline} -c ${clients} | ${results[target.name][test][key].map((v) => Math.round(v)).join(', ')} |`);
       }
     }
   }
@@ -189,7 +233,9 @@ async function main() {
   const elapsed = (Date.now() - startedAt) / 1000;
   const notes = [
     `- Median requests/s over ${ROUNDS} interleaved round(s) (target order rotated each round), ratio to direct Redis in parentheses.`,
-    `- redis-benchmark -c ${CLIENTS} -r ${KEYSPACE} -t set,get -q --csv; -P 1 with -n ${requestsFor(1)}, -P 16 with -n ${requestsFor(16)}.`,
+    `- redis-benchmark -c ${CLIENT_COUNTS.join(' and -c ')} -r ${KEYSPACE} -t set,get -q --csv; -P 1 with -n ${requestsFor(1)}, -P 16 with -n ${requestsFor(16)}.`,
+    `- CPU time per request: utime+stime (/proc/<pid>/stat) of the process in the middle around each run, over the run's SET and GET requests (connection set-up included); direct: redis-server's own.`,
+    workers ? '- proxy --workers 2: its CPU time is not in the second table (the workers are other processes).' : '- proxy --workers 2: skipped, the CLI has no --workers flag yet.',
     `- 'proxy + 10k registrations': 5,000 literal, 4,990 prefix and 10 general patterns that no benchmark key matches (matching runs on every SET, nothing is rewritten).`,
     `- 'proxy + events': registration \`NOTIFYLIST.SET ${PATTERN} ${EVENTS_LIST}\` (every SET is rewritten to FCALL and appends an event); the list is deleted between runs.`,
     `- ${eventsSummary}`,
@@ -203,11 +249,14 @@ async function main() {
   log('');
   log(table);
   log('');
+  log('CPU time per request (median over rounds)');
+  log(cpuTable);
+  log('');
   for (const note of notes) log(note);
 
   const resultsDir = path.join(BENCH_DIR, 'results');
   mkdirSync(resultsDir, { recursive: true });
-  const markdown = `# notifylist-proxy benchmark\n\n${table}\n\n${notes.join('\n')}\n\n## Per round\n\n${rawRows.join('\n')}\n`;
+  const markdown = `# notifylist-proxy benchmark\n\n${table}\n\n## CPU time per request\n\n${cpuTable}\n\n${notes.join('\n')}\n\n## Per round\n\n${rawRows.join('\n')}\n`;
   writeFileSync(path.join(resultsDir, 'latest.md'), markdown);
   log(`\nwritten: ${path.relative(ROOT, path.join(resultsDir, 'latest.md'))}`);
   if (mismatches.length > 0) process.exitCode = 1;

@@ -5,6 +5,7 @@
 import { ConfigError, parseCommandLine, USAGE, type ProxyConfig } from './config.js';
 import { StartupError } from './notify/control-plane.js';
 import { startProxy, type RunningProxy } from './index.js';
+import { drainProxy } from './operations/drain.js';
 import { uninstall } from './operations/uninstall.js';
 import { isPrimaryOfWorkers, isWorker, runPrimary, workerSide } from './operations/workers.js';
 import { redact } from './redact.js';
@@ -18,9 +19,6 @@ const log = (line: string): void => {
 const print = (line: string): void => {
   process.stdout.write(`${redact(line)}\n`);
 };
-
-/** Longest wait for sessions and control connections to close after a signal. */
-const SHUTDOWN_GRACE_MS = 2000;
 
 /** What the first SIGTERM / SIGINT does (also a --workers primary's stop message to a worker). */
 let requestStop = (): void => undefined;
@@ -90,7 +88,11 @@ async function main(): Promise<number> {
   // --workers: this process only runs the workers (src/operations/workers.ts).
   if (isPrimaryOfWorkers(config)) return runPrimary(config, { print, log }, signalled);
   const worker = isWorker() ? workerSide(requestStop) : null;
-  if (worker) config.metricsPort = 0; // the primary serves them, for every worker
+  if (worker) {
+    config.metricsPort = 0; // the primary serves them, for every worker
+    // --maxclients bounds the whole proxy: each worker admits its share.
+    config.maxClients = Math.ceil(config.maxClients / config.workers);
+  }
   let proxy;
   try {
     const started = await Promise.race([startProxy(config, log), signalled.then((): typeof STOPPED => STOPPED)]);
@@ -111,8 +113,8 @@ async function main(): Promise<number> {
   onHangup = () => log(`SIGHUP: ${running.reloadCertificates()}`);
 
   await signalled;
-  // Stop accepting, close sessions; do not wait long on clients (or a Redis) that do not answer.
-  await Promise.race([proxy.close(), new Promise((resolve) => setTimeout(resolve, SHUTDOWN_GRACE_MS).unref())]);
+  // Graceful drain within --drain-ms (a second signal exits at once: see `signalled`).
+  await drainProxy(proxy, config.drainMs, log);
   return 0;
 }
 

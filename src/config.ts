@@ -83,6 +83,11 @@ export interface ProxyConfig {
   metricsBind: string;
   /** Proxy processes (node:cluster) sharing the listeners; 1: this process is the proxy. */
   workers: number;
+  // Operations: graceful drain and the client limit (src/operations/drain.ts, max-clients.ts).
+  /** SIGTERM / SIGINT: the drain ends (and the process exits) within this long. */
+  drainMs: number;
+  /** Clients at once, every listener together; one more gets Redis's own error (as maxclients). */
+  maxClients: number;
 }
 
 export const DEFAULTS = {
@@ -93,6 +98,8 @@ export const DEFAULTS = {
   leaseMs: 3000,
   connectTimeoutMs: 5000,
   protectedMode: 'yes',
+  drainMs: 10_000,
+  maxClients: 10_000,
 } as const;
 
 export class ConfigError extends Error {}
@@ -198,6 +205,9 @@ const ENVIRONMENT: Record<string, string> = {
   'metrics-port': 'NOTIFYLIST_METRICS_PORT',
   'metrics-bind': 'NOTIFYLIST_METRICS_BIND',
   workers: 'NOTIFYLIST_WORKERS',
+  // Operations: drain and limits.
+  'drain-ms': 'NOTIFYLIST_DRAIN_MS',
+  maxclients: 'NOTIFYLIST_MAXCLIENTS',
 };
 
 /** Options without a value on the command line (yes/no in the environment). */
@@ -245,6 +255,11 @@ Options (each also from the environment variable shown):
                                 (NOTIFYLIST_METRICS_BIND, default 127.0.0.1)
   --workers <n>|auto            proxy processes sharing the ports, restarted if they die; auto:
                                 one per core (NOTIFYLIST_WORKERS, default 1: this process)
+  --drain-ms <ms>               on SIGTERM / SIGINT: stop accepting, write the replies to what was
+                                forwarded, close idle clients, then blocked and subscribed ones,
+                                exit 0 within this long (NOTIFYLIST_DRAIN_MS, default ${DEFAULTS.drainMs})
+  --maxclients <n>              clients at once on all listeners together; one more gets Redis's
+                                -ERR max number of clients reached (NOTIFYLIST_MAXCLIENTS, default ${DEFAULTS.maxClients})
   --uninstall                   remove from Redis what the proxy put there (library, internal
                                 keys in every database), print it, and exit; uses --upstream, --prefix
   --version                     print the version and exit
@@ -330,6 +345,9 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
     connectTimeoutMs: integer('connect-timeout-ms', DEFAULTS.connectTimeoutMs, 1),
     protectedMode: protectedMode === 'yes',
     ...operationsSettings(values, portNumber),
+    // Operations: drain and limits.
+    drainMs: integer('drain-ms', DEFAULTS.drainMs, 1),
+    maxClients: integer('maxclients', DEFAULTS.maxClients, 1),
   };
   // Redis's own words for the same configuration.
   if (config.port === 0 && !config.tls && !config.unixSocket) {

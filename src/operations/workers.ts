@@ -26,8 +26,8 @@ const RESTART_MAX_MS = 10_000;
 const STABLE_AFTER_MS = 10_000;
 /** How long a worker has to answer whether it is ready. */
 const READY_ANSWER_MS = 1000;
-/** After a stop, workers that are still there after this long are killed. */
-const STOP_DEADLINE_MS = 30_000;
+/** After a stop, workers still there this long after --drain-ms (their own bound) are killed. */
+const STOP_MARGIN_MS = 5000;
 
 type Message = { type?: string; id?: number; reason?: string | null; line?: string };
 
@@ -142,7 +142,7 @@ export async function runPrimary(config: ProxyConfig, output: PrimaryOutput, sig
   if (!stopping) for (const slot of slots.slice(1)) void fork(slot);
   await stopped;
   for (const slot of slots) if (slot.timer) clearTimeout(slot.timer);
-  await stopWorkers(slots.map((slot) => slot.worker).filter((worker): worker is Worker => worker !== null));
+  await stopWorkers(slots.map((slot) => slot.worker).filter((worker): worker is Worker => worker !== null), config.drainMs);
   await operations?.close();
   return 0;
 }
@@ -151,15 +151,15 @@ export async function runPrimary(config: ProxyConfig, output: PrimaryOutput, sig
  * SIGTERM / SIGINT of the primary, passed on: every worker is told to stop as if it had got the
  * signal itself (a message, not a signal: a worker that also got the signal directly, from a
  * terminal's Ctrl-C or systemd's whole control group, must not take it as a second one, which
- * ends a proxy at once). Resolves once every worker has exited (killed after STOP_DEADLINE_MS).
+ * ends a proxy at once). Resolves once every worker has exited (killed STOP_MARGIN_MS after --drain-ms).
  */
-async function stopWorkers(workers: Worker[]): Promise<void> {
+async function stopWorkers(workers: Worker[], drainMs: number): Promise<void> {
   await Promise.all(
     workers.map(
       (worker) =>
         new Promise<void>((resolve) => {
           if (worker.isDead()) return resolve();
-          const deadline = setTimeout(() => worker.process.kill('SIGKILL'), STOP_DEADLINE_MS);
+          const deadline = setTimeout(() => worker.process.kill('SIGKILL'), drainMs + STOP_MARGIN_MS);
           worker.once('exit', () => {
             clearTimeout(deadline);
             resolve();

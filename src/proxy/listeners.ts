@@ -9,6 +9,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { createServer as createTlsServer, type Server as TlsServer, type TLSSocket } from 'node:tls';
 import type { ListenerTlsConfig, ProxyConfig } from '../config.js';
 import { loadCertificates, type CertificateFiles } from '../tls-files.js';
+import { ClientLimit } from '../operations/max-clients.js';
 
 export interface ListeningAddresses {
   /** The plain TCP listener's address; port 0 when it is off. */
@@ -33,15 +34,19 @@ export class Listeners {
 
   /** Throws a CertificateError if a TLS file is unreadable or invalid. */
   constructor(
-    private readonly config: Pick<ProxyConfig, 'bind' | 'port' | 'tls' | 'unixSocket'>,
+    private readonly config: Pick<ProxyConfig, 'bind' | 'port' | 'tls' | 'unixSocket' | 'maxClients'>,
     accept: Accept,
   ) {
-    if (config.port !== 0) this.servers.push(createServer(PLAIN_SOCKET_OPTIONS, (client) => accept(client, false)));
+    // --maxclients: every listener's clients together, each counted from its TCP connection on.
+    const limit = new ClientLimit(config.maxClients);
+    if (config.port !== 0) this.servers.push(createServer(PLAIN_SOCKET_OPTIONS, (client) => limit.admit(client) && accept(client, false)));
     if (config.tls) {
       this.tlsServer = createTlsTarget(config.tls, (client) => accept(client, false));
+      // Before the TLS server's own listener: a refused client gets no handshake.
+      this.tlsServer.prependListener('connection', (raw: Socket) => limit.admit(raw, true));
       this.servers.push(this.tlsServer);
     }
-    if (config.unixSocket) this.servers.push(createServer(PLAIN_SOCKET_OPTIONS, (client) => accept(client, true)));
+    if (config.unixSocket) this.servers.push(createServer(PLAIN_SOCKET_OPTIONS, (client) => limit.admit(client) && accept(client, true)));
   }
 
   async listen(): Promise<ListeningAddresses> {

@@ -8,6 +8,7 @@ import { Listeners, type ListeningAddresses } from './listeners.js';
 import { DENIED, isLocalAddress, type ProtectedMode } from './protected-mode.js';
 import { Rewriter } from './rewrite.js';
 import { Session, type SessionOptions } from './session.js';
+import { SessionDrain } from '../operations/session-drain.js';
 
 export class ProxyServer {
   private readonly listeners: Listeners;
@@ -79,6 +80,20 @@ export class ProxyServer {
   /** SIGHUP: the TLS listener's certificate files again (false: there is no TLS listener). */
   reloadCertificates(): boolean {
     return this.listeners.reloadCertificates();
+  }
+
+  /**
+   * Graceful drain (src/operations/drain.ts): stops accepting on every listener and starts each
+   * session's drain; returns each session with its drain state.
+   */
+  drain(token: string): Array<{ session: Session; drain: SessionDrain }> {
+    void this.listeners.close();
+    for (const client of this.deciding) client.destroy();
+    return [...this.sessions].map((session) => {
+      const drain = new SessionDrain(token);
+      session.drain(drain);
+      return { session, drain };
+    });
   }
 
   /** Stops accepting, ends every session, resolves when all connections are gone. */

@@ -12,6 +12,7 @@ import type { Upstream } from '../upstream/upstream.js';
 import type { ProxyCounters } from '../operations/proxy-counters.js';
 import { authAttempt, authenticatedBy, isReset } from './auth-tracking.js';
 import { keepLastReplies } from './last-replies.js';
+import type { SessionDrain } from '../operations/session-drain.js';
 import type { Rewriter, SessionState } from './rewrite.js';
 
 export interface SessionOptions {
@@ -92,6 +93,8 @@ export class Session {
   private runBuf: Buffer | null = null;
   private runStart = 0;
   private runEnd = 0;
+  /** Set by drain() (src/operations/session-drain.ts); null otherwise: one check per upstream chunk. */
+  private drainState: SessionDrain | null = null;
 
   constructor(
     private readonly client: Socket,
@@ -130,8 +133,8 @@ export class Session {
     });
     // Redis closed (QUIT, CLIENT KILL, protocol error, shutdown): the client still gets every
     // reply already read, then its connection ends.
-    upstream.on('end', () => client.end());
-    upstream.on('close', () => client.destroySoon());
+    upstream.on('end', () => this.flushDrain() && client.end());
+    upstream.on('close', () => this.flushDrain() && client.destroySoon());
     upstream.on('error', (error: NodeJS.ErrnoException) => {
       if (connected || client.destroyed) return;
       // Never connected: tell the client why, Redis-style, then close.
@@ -157,6 +160,43 @@ export class Session {
   }
 
   /**
+   * Graceful drain (src/operations/drain.ts): nothing more is read from the client, requests it
+   * held back are dropped; behind what is already forwarded goes the drain marker (see
+   * session-drain.ts), whose reply says when every reply is written. An unauthenticated client
+   * (its replies are short) gets an EOF to Redis instead; a poisoned one is closed by Redis.
+   */
+  drain(drain: SessionDrain): void {
+    this.drainState = drain;
+    const poisoned = this.poisoned;
+    this.poison();
+    this.heldChunks.length = 0;
+    if (poisoned) drain.state = 'ending';
+    else if (!this.state.authenticated) {
+      drain.state = 'ending';
+      this.upstream.end();
+    } else if (!this.holding) this.upstream.write(drain.markerRequest);
+    // (Holding: the marker follows once what is held is sent, in hold().)
+  }
+
+  /** Drain: EOF to Redis, which ends a blocked command unserved, discards a MULTI and then closes. */
+  endUpstream(): void {
+    this.upstream.end();
+  }
+
+  /** Drain deadline: both connections go now. */
+  destroy(): void {
+    this.client.destroy();
+    this.upstream.destroy();
+  }
+
+  /** Drain: what the marker filter held back goes to the client before its end. Always true. */
+  private flushDrain(): boolean {
+    const rest = this.drainState?.rest();
+    if (rest !== undefined && rest.length > 0) this.client.write(rest);
+    return true;
+  }
+
+  /**
    * The master moved (Sentinel): nothing more goes to the old one. The client gets the replies
    * already read from it, then its connection ends; it reconnects (to the new master), as after
    * a failover without the proxy, where Sentinel has the old master close its clients.
@@ -174,6 +214,7 @@ export class Session {
     if (this.closeTimer !== null) clearTimeout(this.closeTimer);
     this.upstream.destroy();
     this.onClose(this);
+    this.drainState?.onClosed();
   }
 
   private fromClient(chunk: Buffer): void {
@@ -249,6 +290,7 @@ export class Session {
       then();
       while (!this.holding && !this.poisoned && this.heldChunks.length > 0) this.fromClient(this.heldChunks.shift()!);
       if (this.holding) return;
+      if (this.drainState?.state === 'pending') this.upstream.write(this.drainState.markerRequest);
       if (this.clientEnded) this.upstream.end();
       else if (!this.poisoned && !this.handshaking && !this.upstream.writableNeedDrain) this.client.resume();
     });
@@ -428,7 +470,11 @@ export class Session {
     }
     const raw = chunk;
     if (this.counting) chunk = this.readReplies(chunk);
+    const drain = this.drainState;
+    if (drain !== null) chunk = drain.filter(chunk);
     if (chunk.length > 0 && !this.client.write(chunk)) this.upstream.pause();
+    // Drained: every reply is back; the client's connection ends once they are written.
+    if (drain?.state === 'done') this.upstream.destroy();
     if (this.resetSync !== null) this.watchReset(raw);
   }
 
