@@ -29,6 +29,8 @@ async function setup() {
     client.disconnect();
     direct.disconnect();
   });
+  // Connected before the test's first scrape: its connection is not one a test counts.
+  await client.ping();
   return { redis, proxy, client, direct, metricsPort };
 }
 
