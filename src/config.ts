@@ -1,7 +1,10 @@
-// Settings of one proxy: command-line flags override environment variables override defaults.
+// Settings of one proxy: command-line flags override environment variables override the config
+// file (--config) overrides defaults.
 import type { FramerLimits } from './resp/request-framer.js';
 import { DEFAULT_LIMITS } from './resp/request-framer.js';
 import { redact, redactUrl } from './redact.js';
+import { ConfigFileError, readConfigFile, type FileSetting } from './operations/config-file.js';
+import { DEFAULT_LOG_FORMAT, DEFAULT_LOG_LEVEL, LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevelSetting } from './operations/logger.js';
 
 export interface UpstreamAddress {
   host: string;
@@ -76,6 +79,9 @@ export interface ProxyConfig {
    * user nopass. `--protected-mode no` turns it off, as in redis.conf.
    */
   protectedMode: boolean;
+  // Logs (src/operations/logger.ts).
+  logLevel: LogLevelSetting;
+  logFormat: LogFormat;
 }
 
 export const DEFAULTS = {
@@ -160,7 +166,8 @@ function parseSentinels(text: string): Array<{ host: string; port: number }> {
   });
 }
 
-const ENVIRONMENT: Record<string, string> = {
+/** Every setting: its name (a flag without `--`, a config file's name) and its environment variable. */
+export const ENVIRONMENT: Readonly<Record<string, string>> = {
   bind: 'NOTIFYLIST_BIND',
   port: 'NOTIFYLIST_PORT',
   upstream: 'NOTIFYLIST_UPSTREAM',
@@ -187,7 +194,12 @@ const ENVIRONMENT: Record<string, string> = {
   'sentinel-master': 'NOTIFYLIST_SENTINEL_MASTER',
   'sentinel-user': 'NOTIFYLIST_SENTINEL_USER',
   'sentinel-password': 'NOTIFYLIST_SENTINEL_PASSWORD',
+  // Logs and the config file (src/operations/logger.ts, config-file.ts).
+  'log-level': 'NOTIFYLIST_LOG_LEVEL',
+  'log-format': 'NOTIFYLIST_LOG_FORMAT',
+  config: 'NOTIFYLIST_CONFIG',
 };
+
 
 /** Options without a value on the command line (yes/no in the environment). */
 const SWITCHES = new Set(['upstream-tls-insecure']);
@@ -265,11 +277,7 @@ function checkPrefix(prefix: string): string {
 
 /** Returns null when --help was asked for. */
 export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env): ProxyConfig | null {
-  const values = new Map<string, string>();
-  for (const [name, variable] of Object.entries(ENVIRONMENT)) {
-    const value = env[variable];
-    if (value !== undefined && value !== '') values.set(name, value);
-  }
+  const flags = new Map<string, string>();
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     if (arg === '--help' || arg === '-h') return null;
@@ -278,8 +286,40 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
     if (!match || !(match[1] in ENVIRONMENT)) throw new ConfigError(`unknown option '${match ? `--${match[1]}` : redactUrl(arg)}' (see --help)`);
     const value = match[2] ?? (SWITCHES.has(match[1]) ? 'yes' : argv[++i]);
     if (value === undefined) throw new ConfigError(`option --${match[1]} needs a value`);
-    values.set(match[1], value);
+    flags.set(match[1], value);
   }
+  // The file first, then the environment over it, then the flags over both.
+  const values = new Map<string, string>();
+  const environment = new Map<string, string>();
+  for (const [name, variable] of Object.entries(ENVIRONMENT)) {
+    const value = env[variable];
+    if (value !== undefined && value !== '') environment.set(name, value);
+  }
+  const file = flags.get('config') ?? environment.get('config');
+  const fromFile = file === undefined ? new Map<string, FileSetting>() : settingsOfFile(file);
+  for (const [name, { value }] of fromFile) values.set(name, value);
+  for (const [name, value] of [...environment, ...flags]) values.set(name, value);
+  try {
+    return configFrom(values);
+  } catch (error) {
+    // A bad value read from the file: say where it is.
+    const name = error instanceof ConfigError ? /--([a-z-]+)/.exec(error.message)?.[1] : undefined;
+    const setting = name === undefined || flags.has(name) || environment.has(name) ? undefined : fromFile.get(name);
+    if (setting) throw new ConfigError(`${file}:${setting.line}: ${(error as Error).message}`);
+    throw error;
+  }
+}
+
+function settingsOfFile(path: string): Map<string, FileSetting> {
+  try {
+    return readConfigFile(path, new Set(Object.keys(ENVIRONMENT)), SWITCHES);
+  } catch (error) {
+    if (error instanceof ConfigFileError) throw new ConfigError(error.message);
+    throw error;
+  }
+}
+
+function configFrom(values: Map<string, string>): ProxyConfig {
   const integer = (name: string, fallback: number, min: number): number => {
     const text = values.get(name);
     if (text === undefined) return fallback;
@@ -313,12 +353,20 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
     leaseMs: integer('lease-ms', DEFAULTS.leaseMs, 100),
     connectTimeoutMs: integer('connect-timeout-ms', DEFAULTS.connectTimeoutMs, 1),
     protectedMode: protectedMode === 'yes',
+    logLevel: oneOf(values, 'log-level', LOG_LEVELS, DEFAULT_LOG_LEVEL),
+    logFormat: oneOf(values, 'log-format', LOG_FORMATS, DEFAULT_LOG_FORMAT),
   };
   // Redis's own words for the same configuration.
   if (config.port === 0 && !config.tls && !config.unixSocket) {
     throw new ConfigError('configured to not listen anywhere (--port 0 without --tls-port or --unixsocket)');
   }
   return config;
+}
+
+function oneOf<T extends string>(values: Map<string, string>, name: string, allowed: readonly T[], fallback: T): T {
+  const value = values.get(name) ?? fallback;
+  if (!(allowed as readonly string[]).includes(value)) throw new ConfigError(`--${name} must be ${allowed.join(', ')}; got '${redact(value)}'`);
+  return value as T;
 }
 
 /** A yes/no switch (flag without a value, or yes/no in the environment). */

@@ -4,6 +4,8 @@ import { missingControlPermissions } from './notify/control-permissions.js';
 import { ControlPlane, StartupError } from './notify/control-plane.js';
 import type { ListeningAddresses } from './proxy/listeners.js';
 import { isLoopbackBind, ProtectedMode } from './proxy/protected-mode.js';
+import { toLog, type Log, type LogOutput } from './operations/logger.js';
+import { UpstreamState } from './operations/upstream-state.js';
 import { ProxyServer } from './proxy/server.js';
 import { redact } from './redact.js';
 import { CertificateError } from './tls-files.js';
@@ -11,11 +13,16 @@ import { Upstream } from './upstream/upstream.js';
 
 export { parseConfig, ConfigError, type ProxyConfig } from './config.js';
 export { StartupError } from './notify/control-plane.js';
+export { createLogger, type Log, type LogEntry, type LogOutput } from './operations/logger.js';
 
 export interface RunningProxy extends ListeningAddresses {
   controlPlane: ControlPlane;
   server: ProxyServer;
   upstream: Upstream;
+  /** Redis reachable (the control connection), logged on each change. */
+  upstreamState: UpstreamState;
+  /** The log the proxy writes to. */
+  log: Log;
   /** SIGHUP: reads every certificate file again, for new connections; returns what it did. */
   reloadCertificates(): string;
   close(): Promise<void>;
@@ -42,18 +49,21 @@ function certificatesChecked<T>(make: () => T): T {
   }
 }
 
-export async function startProxy(config: ProxyConfig, output: (line: string) => void = () => undefined): Promise<RunningProxy> {
-  // Log lines may quote errors of ioredis or Node: no credentials in them.
-  const log = (line: string): void => output(redact(line));
+/**
+ * `output`: the process's Log (the CLI's pino logger), or a function given each message's text
+ * and its whole entry (tests capture lines so); none: nothing is logged. Redacted either way.
+ */
+export async function startProxy(config: ProxyConfig, output?: LogOutput): Promise<RunningProxy> {
+  const log = toLog(output);
   const upstream = certificatesChecked(() => new Upstream(config, log));
   if (upstream.tls?.insecure) {
-    log('warning: --upstream-tls-insecure: the certificates of Redis and the sentinels are not verified (anyone on the way can read and change the traffic)');
+    log.warn('upstream_tls_insecure', 'warning: --upstream-tls-insecure: the certificates of Redis and the sentinels are not verified (anyone on the way can read and change the traffic)');
   }
   const controlPlane = new ControlPlane(config, log, upstream);
   const protectedMode = config.protectedMode ? new ProtectedMode(controlPlane.control, () => controlPlane.authRequiredNow(), log) : null;
   let server: ProxyServer;
   try {
-    server = certificatesChecked(() => new ProxyServer(config, controlPlane, upstream, protectedMode));
+    server = certificatesChecked(() => new ProxyServer(config, controlPlane, upstream, protectedMode, log));
   } catch (error) {
     upstream.stop();
     throw error;
@@ -89,11 +99,13 @@ export async function startProxy(config: ProxyConfig, output: (line: string) => 
   } finally {
     clearTimeout(timer);
   }
+  const upstreamState = new UpstreamState(controlPlane.control, () => upstream.name, log);
   let addresses: ListeningAddresses;
   try {
     addresses = await server.listen();
   } catch (error) {
     await server.close().catch(() => undefined);
+    upstreamState.stop();
     upstream.stop();
     await controlPlane.stop();
     throw error;
@@ -103,6 +115,8 @@ export async function startProxy(config: ProxyConfig, output: (line: string) => 
     controlPlane,
     server,
     upstream,
+    upstreamState,
+    log,
     reloadCertificates() {
       const reloaded: string[] = [];
       // Each side on its own: a bad file on one side does not hold back the other.
@@ -122,6 +136,7 @@ export async function startProxy(config: ProxyConfig, output: (line: string) => 
     },
     async close() {
       await server.close();
+      upstreamState.stop();
       // First: the control connections' ends are not a reason to ask the sentinels again.
       upstream.stop();
       await controlPlane.stop();

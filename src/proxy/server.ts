@@ -8,6 +8,8 @@ import { Listeners, type ListeningAddresses } from './listeners.js';
 import { DENIED, isLocalAddress, type ProtectedMode } from './protected-mode.js';
 import { Rewriter } from './rewrite.js';
 import { Session, type SessionOptions } from './session.js';
+import type { Log } from '../operations/logger.js';
+import { ProtocolErrorLog } from '../operations/protocol-error-log.js';
 
 export class ProxyServer {
   private readonly listeners: Listeners;
@@ -15,6 +17,7 @@ export class ProxyServer {
   private readonly options: SessionOptions;
   /** Clients waiting (unread, no upstream yet) for a fresh reading of Redis's protected mode. */
   private readonly deciding = new Set<Socket>();
+  private readonly protocolErrors: ProtocolErrorLog;
 
   /**
    * `protectedMode`: null with --protected-mode no (every client is let through). Throws a
@@ -24,8 +27,10 @@ export class ProxyServer {
     config: ProxyConfig,
     controlPlane: ControlPlane,
     upstream: Upstream,
-    private readonly protectedMode: ProtectedMode | null = null,
+    private readonly protectedMode: ProtectedMode | null,
+    log: Log,
   ) {
+    this.protocolErrors = new ProtocolErrorLog(log);
     const rewriter = new Rewriter(controlPlane.names.prefix, controlPlane);
     this.options = {
       upstream,
@@ -38,6 +43,7 @@ export class ProxyServer {
       recheckAuth: () => controlPlane.recheckAuth(),
       registryIsCurrent: () => controlPlane.registryIsCurrent(),
       whenCurrent: () => controlPlane.whenCurrent(),
+      protocolError: (client, error) => this.protocolErrors.report(client, error),
     };
     this.listeners = new Listeners(config, (client, local) => this.accept(client, local));
   }
@@ -84,6 +90,7 @@ export class ProxyServer {
     const closed = this.listeners.close();
     for (const client of this.deciding) client.destroy();
     for (const session of this.sessions) session.shutdown();
+    this.protocolErrors.flush();
     await closed;
   }
 }

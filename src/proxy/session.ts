@@ -31,6 +31,8 @@ export interface SessionOptions {
   registryIsCurrent: () => boolean;
   /** Resolves when it is current again (or after a bounded wait). */
   whenCurrent: () => Promise<void>;
+  /** The client is closed for this protocol error (Redis's text): logged, rate-limited. */
+  protocolError: (client: string, error: string) => void;
 }
 
 export class Session {
@@ -230,7 +232,7 @@ export class Session {
       this.writeOutgoing();
       then?.();
     }
-    if (error && !error.unauthenticated) this.poison();
+    if (error && !error.unauthenticated) this.closeForProtocolError(error);
     // Backpressure: a Redis that does not keep up stops us reading the client.
     if (this.upstream.writableNeedDrain) this.client.pause();
   }
@@ -267,7 +269,7 @@ export class Session {
         }
         this.outgoing.push(error.upstreamTrigger);
         this.writeOutgoing();
-        this.poison();
+        this.closeForProtocolError(error);
         // Redis stopped requiring AUTH within the last second: it waits for the rest of the frame
         // instead of closing. Close both rather than leave the client hanging.
         this.closeTimer = setTimeout(() => {
@@ -393,6 +395,13 @@ export class Session {
     this.state.authenticated = false;
     this.stopHold = new Promise<void>((done) => (this.resetSync = { tail: '', done }));
     this.framer.stop();
+  }
+
+  /** Poisoned (Redis replies the error and closes), and said once in the log. */
+  private closeForProtocolError(error: ProtocolError): void {
+    this.poison();
+    const { remoteAddress, remotePort } = this.client;
+    this.options.protocolError(remoteAddress === undefined ? 'unix socket' : `${remoteAddress}:${remotePort}`, error.message);
   }
 
   private flushRun(): void {

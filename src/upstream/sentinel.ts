@@ -13,6 +13,7 @@ import { Redis, type RedisOptions } from 'ioredis';
 import type { SentinelConfig } from '../config.js';
 import { endpointName, sameEndpoint, type Endpoint } from './endpoint.js';
 import type { UpstreamTls } from './tls.js';
+import type { Log } from '../operations/logger.js';
 
 /** A sentinel's answer must come within this long (connect and reply). */
 const QUERY_TIMEOUT_MS = 1000;
@@ -54,7 +55,7 @@ export class MasterLocator extends EventEmitter {
     private readonly tls: UpstreamTls | null,
     /** ROLE of a server: 'master', 'slave', ...; throws if it cannot be asked. */
     private readonly roleOf: (endpoint: Endpoint) => Promise<string>,
-    private readonly log: (line: string) => void,
+    private readonly log: Log,
   ) {
     super();
     this.setMaxListeners(0); // every session that waits for a master listens
@@ -110,7 +111,7 @@ export class MasterLocator extends EventEmitter {
     const now = Date.now();
     if (now - this.lastSuspicion < SUSPECT_INTERVAL_MS) return;
     this.lastSuspicion = now;
-    this.log(`asking the sentinels again: ${reason}`);
+    this.log.info('sentinels_asked', `asking the sentinels again: ${reason}`, { reason });
     this.locate();
   }
 
@@ -172,8 +173,10 @@ export class MasterLocator extends EventEmitter {
     if (sameEndpoint(master, this.master)) return;
     const previous = this.master;
     this.master = master;
-    if (master) this.log(`${this.description}: ${endpointName(master)}${previous ? ` (was ${endpointName(previous)})` : ''}`);
-    else if (previous) this.log(`${this.description}: ${endpointName(previous)} is no longer a confirmed master; waiting for the sentinels`);
+    // A new master after another is the failover; the first one found is part of the start.
+    const fields = { master: master && endpointName(master), previous: previous && endpointName(previous) };
+    if (master) this.log.info(previous ? 'failover' : 'master_found', `${this.description}: ${endpointName(master)}${previous ? ` (was ${endpointName(previous)})` : ''}`, fields);
+    else if (previous) this.log.warn('master_unconfirmed', `${this.description}: ${endpointName(previous)} is no longer a confirmed master; waiting for the sentinels`, fields);
     this.emit('master', master, previous);
   }
 
@@ -228,12 +231,12 @@ export class MasterLocator extends EventEmitter {
       const words = message.split(' ');
       // +switch-master: <master name> <old ip> <old port> <new ip> <new port>
       if (channel === SWITCH_CHANNEL && words[0] === this.config.masterName) {
-        this.log(`sentinel ${endpointName(sentinel)}: ${SWITCH_CHANNEL} ${message}`);
+        this.log.info('sentinel_switch', `sentinel ${endpointName(sentinel)}: ${SWITCH_CHANNEL} ${message}`, { sentinel: endpointName(sentinel) });
         this.locate();
       }
       // +selected-slave: slave <name> <ip> <port> @ <master name> <master ip> <master port>
       if (channel === PROMOTING_CHANNEL && words[4] === '@' && words[5] === this.config.masterName) {
-        this.log(`sentinel ${endpointName(sentinel)}: ${PROMOTING_CHANNEL} ${message} (a failover: no master until it is done)`);
+        this.log.info('sentinel_promoting', `sentinel ${endpointName(sentinel)}: ${PROMOTING_CHANNEL} ${message} (a failover: no master until it is done)`, { sentinel: endpointName(sentinel) });
         this.setMaster(null);
         this.locate();
       }
