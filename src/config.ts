@@ -208,13 +208,18 @@ export const USAGE = `Usage: notifylist-proxy [options]
 
 A RESP proxy in front of Redis that turns key writes and expirations into events in Redis lists.
 
-Options (each also from the environment variable shown):
+Options (each also from the environment variable shown, or as \`name value\` in the --config file):
+  --config <file>               settings in redis.conf syntax, one \`name value\` per line with the
+                                names below without --, # comments (NOTIFYLIST_CONFIG); flags win
+                                over the environment, the environment over the file
   --bind <address>              listen address (NOTIFYLIST_BIND, default ${DEFAULTS.bind})
   --port <port>                 listen port, 0: no plain TCP port (NOTIFYLIST_PORT, default ${DEFAULTS.port})
-  --tls-port <port>             TLS listen port (NOTIFYLIST_TLS_PORT); with --tls-cert-file,
-                                --tls-key-file, --tls-ca-cert-file and --tls-auth-clients yes|no|optional
-                                (default yes: clients need a certificate signed by the CA); SIGHUP
-                                reloads the files for new connections
+  --tls-port <port>             TLS listen port (NOTIFYLIST_TLS_PORT); with --tls-cert-file <file>
+                                (NOTIFYLIST_TLS_CERT_FILE), --tls-key-file <file>
+                                (NOTIFYLIST_TLS_KEY_FILE), --tls-ca-cert-file <file>
+                                (NOTIFYLIST_TLS_CA_CERT_FILE) and --tls-auth-clients yes|no|optional
+                                (NOTIFYLIST_TLS_AUTH_CLIENTS, default yes: clients need a certificate
+                                signed by the CA); SIGHUP reloads the files for new connections
   --unixsocket <path>           Unix socket to listen on (NOTIFYLIST_UNIXSOCKET), mode from
                                 --unixsocketperm <octal> (NOTIFYLIST_UNIXSOCKETPERM)
   --upstream <url>              redis://[user[:password]@]host[:port][/db], rediss://... (TLS) or
@@ -226,10 +231,15 @@ Options (each also from the environment variable shown):
                                 TLS to Redis and the sentinels (rediss://): the CA that signed their
                                 certificates, a client certificate and key (for Redis's
                                 tls-auth-clients), the name their certificate must carry (default:
-                                the host connected to), or no verification at all
+                                the host connected to), or no verification at all (a switch: yes or
+                                no in the environment and the file); NOTIFYLIST_UPSTREAM_TLS_CA_CERT_FILE,
+                                NOTIFYLIST_UPSTREAM_TLS_CERT_FILE, NOTIFYLIST_UPSTREAM_TLS_KEY_FILE,
+                                NOTIFYLIST_UPSTREAM_TLS_SERVER_NAME, NOTIFYLIST_UPSTREAM_TLS_INSECURE
   --sentinel <host:port,...>    ask these sentinels for the master and follow failovers
-                                (NOTIFYLIST_SENTINEL); with --sentinel-master <name>, and
-                                --sentinel-user / --sentinel-password for the sentinels themselves;
+                                (NOTIFYLIST_SENTINEL); with --sentinel-master <name>
+                                (NOTIFYLIST_SENTINEL_MASTER), and --sentinel-user <user>
+                                (NOTIFYLIST_SENTINEL_USER) / --sentinel-password <password>
+                                (NOTIFYLIST_SENTINEL_PASSWORD) for the sentinels themselves;
                                 --upstream then gives only credentials, db and TLS
   --prefix <prefix>             internal key prefix, printable ASCII (NOTIFYLIST_PREFIX, default ${DEFAULTS.prefix})
   --max-bulk-length <bytes>     largest bulk argument (NOTIFYLIST_MAX_BULK_LENGTH, default ${DEFAULT_LIMITS.maxBulkLength})
@@ -241,6 +251,9 @@ Options (each also from the environment variable shown):
   --protected-mode yes|no       refuse non-loopback clients, with Redis's -DENIED error, while
                                 Redis has protected-mode yes and a default user without password
                                 (NOTIFYLIST_PROTECTED_MODE, default ${DEFAULTS.protectedMode})
+  --log-level <level>           fatal, error, warn, info, debug, trace or silent
+                                (NOTIFYLIST_LOG_LEVEL, default ${DEFAULT_LOG_LEVEL}); logs are JSON lines on stdout
+  --log-format json|pretty      pretty: human lines, for a terminal (NOTIFYLIST_LOG_FORMAT, default ${DEFAULT_LOG_FORMAT})
   --uninstall                   remove from Redis what the proxy put there (library, internal
                                 keys in every database), print it, and exit; uses --upstream, --prefix
   --version                     print the version and exit

@@ -8,6 +8,8 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { listening, logLines, startCli, stopCli, type Cli, type LogLine } from './helpers/cli.js';
 import { freePort, startRedis, waitForPort, SentinelServer, type RedisServer } from './helpers/redis-server.js';
 import { sleep, waitFor } from './helpers/wait.js';
+import { startProxyWith } from './helpers/proxy.js';
+import type { LogEntry } from '../src/index.js';
 
 const cleanups: Array<() => Promise<unknown> | unknown> = [];
 afterEach(async () => {
@@ -128,6 +130,22 @@ describe('one line per state change', () => {
     // Stopping the proxy is no loss of Redis.
     expect(await stopCli(cli)).toBe(0);
     expect(withEvent(cli, 'upstream_lost')).toHaveLength(1);
+  });
+
+  it('in process (the line sink tests use): the same entries; closing the proxy is no upstream_lost', async () => {
+    const entries: LogEntry[] = [];
+    const lines: string[] = [];
+    const proxy = await startProxyWith(['--port', String(await freePort()), '--upstream', redis.url], (line, entry) => {
+      lines.push(line);
+      entries.push(entry);
+    });
+    await sendAndWaitClose(proxy.port, '*1\r\n$-5\r\n');
+    await waitFor(async () => entries.length, (n) => n > 0, 5000);
+    expect(entries).toEqual([expect.objectContaining({ level: 'warn', event: 'client_protocol_error', error: 'Protocol error: invalid bulk length' })]);
+    expect(lines).toEqual([entries[0].msg]);
+    await proxy.close();
+    await sleep(300);
+    expect(entries.map((entry) => entry.event)).toEqual(['client_protocol_error']);
   });
 
   it('two proxies: the leader logs lease_taken once; killed, the other logs lease_taken once', async () => {
