@@ -9,7 +9,7 @@
 // their errors, a replica as --upstream without Sentinel, TLS and passwords for sentinels and Redis.
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, beforeEach, describe, expect, it, onTestFailed } from 'vitest';
-import type { RunningProxy } from '../src/index.js';
+import type { LogEntry, RunningProxy } from '../src/index.js';
 import { endpointName } from '../src/upstream/endpoint.js';
 import { SWITCH_CHANNEL } from '../src/upstream/sentinel.js';
 import { runCli } from './helpers/cli.js';
@@ -96,8 +96,9 @@ class Writer {
 
 let group: SentinelGroup;
 let proxy: RunningProxy;
-/** The proxy's log lines (printed when a test fails). */
+/** The proxy's log lines (printed when a test fails), and its log entries. */
 const proxyLog: string[] = [];
+const proxyEntries: LogEntry[] = [];
 beforeEach(() => {
   const from = proxyLog.length;
   onTestFailed(() => console.log(`proxy log:\n${proxyLog.slice(from).join('\n')}`));
@@ -191,7 +192,10 @@ beforeAll(async () => {
     '--sentinel-master', MASTER_NAME,
     '--upstream', 'redis://ignored:1/0',
     '--lease-ms', '500',
-  ], (line) => proxyLog.push(`${new Date().toISOString()} ${line}`));
+  ], (line, entry) => {
+    proxyLog.push(`${new Date().toISOString()} ${line}`);
+    proxyEntries.push(entry);
+  });
   const admin = new Redis(proxy.port);
   expect(await admin.call('NOTIFYLIST.SET', 'fo:*', 'fo_events')).toBe('OK');
   admin.disconnect();
@@ -286,12 +290,18 @@ describe('Sentinel failover', () => {
     await sleep(1000);
     const sentinel = group.sentinelAdmin(group.sentinels[0]);
     const startedAt = Date.now();
+    const entriesFrom = proxyEntries.length;
     expect(await sentinel.call('SENTINEL', 'FAILOVER', MASTER_NAME)).toBe('OK');
     sentinel.disconnect();
     const promoted = await waitFor(() => group.agreedMaster(), (m) => m !== old, 30_000, 100);
     expect(promoted).not.toBe(old);
     await waitFor(async () => proxy.upstream.master, (m) => m !== null && endpointName(m) === `127.0.0.1:${promoted.port}`, 10_000);
     const switchedAt = Date.now();
+    // One log line says the master moved, from which to which.
+    const failovers = proxyEntries.slice(entriesFrom).filter((entry) => entry.event === 'failover');
+    expect(failovers).toEqual([
+      expect.objectContaining({ level: 'info', master: `127.0.0.1:${promoted.port}`, previous: `127.0.0.1:${old.port}` }),
+    ]);
     // Within a moment of the switch, the proxy has no connection left on the old master.
     const leftovers = await waitFor(() => proxyConnectionsOn(old), (lines) => lines.length === 0, 2000, 20);
     expect(leftovers).toEqual([]);

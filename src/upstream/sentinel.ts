@@ -42,6 +42,8 @@ export class MasterLocator extends EventEmitter {
   master: Endpoint | null = null;
   /** Config epoch of the answer `master` came from: an answer with a lower one is stale. */
   private epoch = -1;
+  /** The last master confirmed (also while none is now): a new one after it is a failover. */
+  private lastConfirmed: Endpoint | null = null;
   private readonly subscribers: Redis[] = [];
   private work: Promise<void> = Promise.resolve();
   private locatePending = false;
@@ -173,10 +175,18 @@ export class MasterLocator extends EventEmitter {
     if (sameEndpoint(master, this.master)) return;
     const previous = this.master;
     this.master = master;
-    // A new master after another is the failover; the first one found is part of the start.
-    const fields = { master: master && endpointName(master), previous: previous && endpointName(previous) };
-    if (master) this.log.info(previous ? 'failover' : 'master_found', `${this.description}: ${endpointName(master)}${previous ? ` (was ${endpointName(previous)})` : ''}`, fields);
-    else if (previous) this.log.warn('master_unconfirmed', `${this.description}: ${endpointName(previous)} is no longer a confirmed master; waiting for the sentinels`, fields);
+    // A master other than the last confirmed one is the failover (the old one is unconfirmed from
+    // +selected-slave on, in between); the first one is part of the start, the same one again the
+    // end of a failover that was given up.
+    const last = this.lastConfirmed;
+    if (master) {
+      this.lastConfirmed = master;
+      const event = last === null ? 'master_found' : sameEndpoint(master, last) ? 'master_confirmed' : 'failover';
+      const was = last && event === 'failover' ? ` (was ${endpointName(last)})` : '';
+      this.log.info(event, `${this.description}: ${endpointName(master)}${was}`, { master: endpointName(master), previous: last && endpointName(last) });
+    } else if (previous) {
+      this.log.warn('master_unconfirmed', `${this.description}: ${endpointName(previous)} is no longer a confirmed master; waiting for the sentinels`, { previous: endpointName(previous) });
+    }
     this.emit('master', master, previous);
   }
 
