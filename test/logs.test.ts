@@ -8,6 +8,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { listening, logLines, startCli, stopCli, type Cli, type LogLine } from './helpers/cli.js';
 import { freePort, startRedis, waitForPort, SentinelServer, type RedisServer } from './helpers/redis-server.js';
 import { sleep, waitFor } from './helpers/wait.js';
+import { holdLease } from './helpers/internal.js';
 import { startProxyWith } from './helpers/proxy.js';
 import type { LogEntry } from '../src/index.js';
 
@@ -171,6 +172,12 @@ describe('one line per state change', () => {
     await sleep(700);
     expect(withEvent(follower.cli, 'lease_taken')).toHaveLength(1);
     expect(withEvent(follower.cli, 'lease_lost')).toHaveLength(0);
+    // Another holder takes the lease over: the new leader's renewal fails, once.
+    await holdLease(admin(own.port), 'someone-else', 3000);
+    const [lost] = await waitForEvent(follower.cli, 'lease_lost', 1, 3000);
+    expect(lost).toMatchObject({ level: 'info', proxy: withEvent(follower.cli, 'lease_taken')[0].proxy });
+    await sleep(700);
+    expect(withEvent(follower.cli, 'lease_lost')).toHaveLength(1);
   });
 
   it('library_loaded at the first registration, and again once after FUNCTION FLUSH', async () => {
