@@ -1,19 +1,22 @@
 #!/usr/bin/env node
-// notifylist-proxy command line: flags and environment -> a running proxy (or --uninstall,
-// --version, --help); SIGTERM / SIGINT exit 0 promptly, also during start-up; SIGHUP reloads the
-// certificate files for new connections.
+// notifylist-proxy command line: flags, environment and config file -> a running proxy (or
+// --uninstall, --version, --help); SIGTERM / SIGINT exit 0 promptly, also during start-up; SIGHUP
+// reloads the certificate files for new connections. Once the settings are read, everything the
+// proxy logs is JSON lines on stdout (src/operations/logger.ts); what ends the process at start
+// (exit 1) stays one plain line on stderr, for the human who started it.
 import { ConfigError, parseCommandLine, USAGE, type ProxyConfig } from './config.js';
 import { StartupError } from './notify/control-plane.js';
 import { startProxy, type RunningProxy } from './index.js';
 import { drainProxy } from './operations/drain.js';
+import { createLogger } from './operations/logger.js';
 import { uninstall } from './operations/uninstall.js';
-import { isPrimaryOfWorkers, isWorker, runPrimary, workerSide } from './operations/workers.js';
+import { isPrimaryOfWorkers, isWorker, runPrimary, workerIndex, workerSide } from './operations/workers.js';
 import { redact } from './redact.js';
 import { packageVersion } from './version.js';
 
 // Everything printed goes through redact() (also done where messages are made): a last net
 // for credentials in URLs quoted by errors.
-const log = (line: string): void => {
+const fail = (line: string): void => {
   process.stderr.write(`notifylist-proxy: ${redact(line)}\n`);
 };
 const print = (line: string): void => {
@@ -45,7 +48,7 @@ let onHangup = (): void => undefined;
 process.on('SIGHUP', () => onHangup());
 
 /** `127.0.0.1:6380, tls 127.0.0.1:6381, unix /run/p.sock, upstream rediss://10.0.0.5:6379/0` (never a password). */
-function listeningLine(proxy: RunningProxy, config: ProxyConfig): string {
+function listeningLine(proxy: RunningProxy, config: ProxyConfig): { msg: string; upstream: string } {
   const where = [
     ...(proxy.port !== 0 ? [`${proxy.host}:${proxy.port}`] : []),
     ...(proxy.tlsPort !== undefined ? [`tls ${proxy.host}:${proxy.tlsPort}`] : []),
@@ -56,7 +59,7 @@ function listeningLine(proxy: RunningProxy, config: ProxyConfig): string {
   if (sentinel) target = `${proxy.upstream.name}, db ${upstream.db}${upstream.tls ? ', TLS' : ''}`;
   else if (upstream.socketPath !== undefined) target = `unix://${upstream.socketPath}?db=${upstream.db}`;
   else target = `${upstream.tls ? 'rediss' : 'redis'}://${proxy.upstream.name}/${upstream.db}`;
-  return `notifylist-proxy listening on ${where.join(', ')}, upstream ${target}`;
+  return { msg: `notifylist-proxy listening on ${where.join(', ')}, upstream ${target}`, upstream: target };
 }
 
 async function main(): Promise<number> {
@@ -65,7 +68,7 @@ async function main(): Promise<number> {
     command = parseCommandLine(process.argv.slice(2));
   } catch (error) {
     if (error instanceof ConfigError) {
-      log(error.message);
+      fail(error.message);
       return 1;
     }
     throw error;
@@ -82,12 +85,13 @@ async function main(): Promise<number> {
   if (command.kind === 'uninstall') {
     const done = await Promise.race([uninstall(config, print), signalled.then((): typeof STOPPED => STOPPED)]);
     if (done === STOPPED) return 0;
-    if (done !== null) log(done);
+    if (done !== null) fail(done);
     return done === null ? 0 : 1;
   }
-  // --workers: this process only runs the workers (src/operations/workers.ts).
-  if (isPrimaryOfWorkers(config)) return runPrimary(config, { print, log }, signalled);
   const worker = isWorker() ? workerSide(requestStop) : null;
+  const log = createLogger({ level: config.logLevel, format: config.logFormat, base: worker ? { worker: workerIndex() } : undefined });
+  // --workers: this process only runs the workers (src/operations/workers.ts).
+  if (isPrimaryOfWorkers(config)) return runPrimary(config, log, signalled);
   if (worker) {
     config.metricsPort = 0; // the primary serves them, for every worker
     // --maxclients bounds the whole proxy: each worker admits its share.
@@ -102,15 +106,18 @@ async function main(): Promise<number> {
     proxy = started;
   } catch (error) {
     if (error instanceof StartupError || (error as NodeJS.ErrnoException).code !== undefined) {
-      log((error as Error).message);
+      fail((error as Error).message);
       return 1;
     }
     throw error;
   }
-  if (worker) worker.started(proxy, listeningLine(proxy, config));
-  else print(listeningLine(proxy, config));
+  const { msg, upstream } = listeningLine(proxy, config);
+  const fields = { host: proxy.host, port: proxy.port, tlsPort: proxy.tlsPort, unixSocket: proxy.unixSocket, upstream };
+  // Under --workers the primary logs it, once for all.
+  if (worker) worker.started(proxy, { msg, fields });
+  else log.info('listening', msg, fields);
   const running = proxy;
-  onHangup = () => log(`SIGHUP: ${running.reloadCertificates()}`);
+  onHangup = () => log.info('certificates_reloaded', `SIGHUP: ${running.reloadCertificates()}`);
 
   await signalled;
   // Graceful drain within --drain-ms (a second signal exits at once: see `signalled`).
@@ -121,7 +128,7 @@ async function main(): Promise<number> {
 main().then(
   (code) => process.exit(code),
   (error: Error) => {
-    log(`fatal: ${error.stack ?? error.message}`);
+    fail(`fatal: ${error.stack ?? error.message}`);
     process.exit(1);
   },
 );

@@ -1,8 +1,11 @@
-// Settings of one proxy: command-line flags override environment variables override defaults.
+// Settings of one proxy: command-line flags override environment variables override the config
+// file (--config) overrides defaults.
 import type { FramerLimits } from './resp/request-framer.js';
 import { DEFAULT_LIMITS } from './resp/request-framer.js';
 import { availableParallelism } from 'node:os';
 import { redact, redactUrl } from './redact.js';
+import { ConfigFileError, readConfigFile, type FileSetting } from './operations/config-file.js';
+import { DEFAULT_LOG_FORMAT, DEFAULT_LOG_LEVEL, LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevelSetting } from './operations/logger.js';
 
 export interface UpstreamAddress {
   host: string;
@@ -88,6 +91,9 @@ export interface ProxyConfig {
   drainMs: number;
   /** Clients at once, every listener together; one more gets Redis's own error (as maxclients). */
   maxClients: number;
+  // Logs (src/operations/logger.ts).
+  logLevel: LogLevelSetting;
+  logFormat: LogFormat;
 }
 
 export const DEFAULTS = {
@@ -174,7 +180,8 @@ function parseSentinels(text: string): Array<{ host: string; port: number }> {
   });
 }
 
-const ENVIRONMENT: Record<string, string> = {
+/** Every setting: its name (a flag without `--`, a config file's name) and its environment variable. */
+export const ENVIRONMENT: Readonly<Record<string, string>> = {
   bind: 'NOTIFYLIST_BIND',
   port: 'NOTIFYLIST_PORT',
   upstream: 'NOTIFYLIST_UPSTREAM',
@@ -208,6 +215,10 @@ const ENVIRONMENT: Record<string, string> = {
   // Operations: drain and limits.
   'drain-ms': 'NOTIFYLIST_DRAIN_MS',
   maxclients: 'NOTIFYLIST_MAXCLIENTS',
+  // Logs and the config file (src/operations/logger.ts, config-file.ts).
+  'log-level': 'NOTIFYLIST_LOG_LEVEL',
+  'log-format': 'NOTIFYLIST_LOG_FORMAT',
+  config: 'NOTIFYLIST_CONFIG',
 };
 
 /** Options without a value on the command line (yes/no in the environment). */
@@ -217,13 +228,18 @@ export const USAGE = `Usage: notifylist-proxy [options]
 
 A RESP proxy in front of Redis that turns key writes and expirations into events in Redis lists.
 
-Options (each also from the environment variable shown):
+Options (each also from the environment variable shown, or as \`name value\` in the --config file):
+  --config <file>               settings in redis.conf syntax, one \`name value\` per line with the
+                                names below without --, # comments (NOTIFYLIST_CONFIG); flags win
+                                over the environment, the environment over the file
   --bind <address>              listen address (NOTIFYLIST_BIND, default ${DEFAULTS.bind})
   --port <port>                 listen port, 0: no plain TCP port (NOTIFYLIST_PORT, default ${DEFAULTS.port})
-  --tls-port <port>             TLS listen port (NOTIFYLIST_TLS_PORT); with --tls-cert-file,
-                                --tls-key-file, --tls-ca-cert-file and --tls-auth-clients yes|no|optional
-                                (default yes: clients need a certificate signed by the CA); SIGHUP
-                                reloads the files for new connections
+  --tls-port <port>             TLS listen port (NOTIFYLIST_TLS_PORT); with --tls-cert-file <file>
+                                (NOTIFYLIST_TLS_CERT_FILE), --tls-key-file <file>
+                                (NOTIFYLIST_TLS_KEY_FILE), --tls-ca-cert-file <file>
+                                (NOTIFYLIST_TLS_CA_CERT_FILE) and --tls-auth-clients yes|no|optional
+                                (NOTIFYLIST_TLS_AUTH_CLIENTS, default yes: clients need a certificate
+                                signed by the CA); SIGHUP reloads the files for new connections
   --unixsocket <path>           Unix socket to listen on (NOTIFYLIST_UNIXSOCKET), mode from
                                 --unixsocketperm <octal> (NOTIFYLIST_UNIXSOCKETPERM)
   --upstream <url>              redis://[user[:password]@]host[:port][/db], rediss://... (TLS) or
@@ -235,10 +251,15 @@ Options (each also from the environment variable shown):
                                 TLS to Redis and the sentinels (rediss://): the CA that signed their
                                 certificates, a client certificate and key (for Redis's
                                 tls-auth-clients), the name their certificate must carry (default:
-                                the host connected to), or no verification at all
+                                the host connected to), or no verification at all (a switch: yes or
+                                no in the environment and the file); NOTIFYLIST_UPSTREAM_TLS_CA_CERT_FILE,
+                                NOTIFYLIST_UPSTREAM_TLS_CERT_FILE, NOTIFYLIST_UPSTREAM_TLS_KEY_FILE,
+                                NOTIFYLIST_UPSTREAM_TLS_SERVER_NAME, NOTIFYLIST_UPSTREAM_TLS_INSECURE
   --sentinel <host:port,...>    ask these sentinels for the master and follow failovers
-                                (NOTIFYLIST_SENTINEL); with --sentinel-master <name>, and
-                                --sentinel-user / --sentinel-password for the sentinels themselves;
+                                (NOTIFYLIST_SENTINEL); with --sentinel-master <name>
+                                (NOTIFYLIST_SENTINEL_MASTER), and --sentinel-user <user>
+                                (NOTIFYLIST_SENTINEL_USER) / --sentinel-password <password>
+                                (NOTIFYLIST_SENTINEL_PASSWORD) for the sentinels themselves;
                                 --upstream then gives only credentials, db and TLS
   --prefix <prefix>             internal key prefix, printable ASCII (NOTIFYLIST_PREFIX, default ${DEFAULTS.prefix})
   --max-bulk-length <bytes>     largest bulk argument (NOTIFYLIST_MAX_BULK_LENGTH, default ${DEFAULT_LIMITS.maxBulkLength})
@@ -260,6 +281,9 @@ Options (each also from the environment variable shown):
                                 exit 0 within this long (NOTIFYLIST_DRAIN_MS, default ${DEFAULTS.drainMs})
   --maxclients <n>              clients at once on all listeners together; one more gets Redis's
                                 -ERR max number of clients reached (NOTIFYLIST_MAXCLIENTS, default ${DEFAULTS.maxClients})
+  --log-level <level>           fatal, error, warn, info, debug, trace or silent
+                                (NOTIFYLIST_LOG_LEVEL, default ${DEFAULT_LOG_LEVEL}); logs are JSON lines on stdout
+  --log-format json|pretty      pretty: human lines, for a terminal (NOTIFYLIST_LOG_FORMAT, default ${DEFAULT_LOG_FORMAT})
   --uninstall                   remove from Redis what the proxy put there (library, internal
                                 keys in every database), print it, and exit; uses --upstream, --prefix
   --version                     print the version and exit
@@ -296,11 +320,7 @@ function checkPrefix(prefix: string): string {
 
 /** Returns null when --help was asked for. */
 export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env): ProxyConfig | null {
-  const values = new Map<string, string>();
-  for (const [name, variable] of Object.entries(ENVIRONMENT)) {
-    const value = env[variable];
-    if (value !== undefined && value !== '') values.set(name, value);
-  }
+  const flags = new Map<string, string>();
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     if (arg === '--help' || arg === '-h') return null;
@@ -309,8 +329,40 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
     if (!match || !(match[1] in ENVIRONMENT)) throw new ConfigError(`unknown option '${match ? `--${match[1]}` : redactUrl(arg)}' (see --help)`);
     const value = match[2] ?? (SWITCHES.has(match[1]) ? 'yes' : argv[++i]);
     if (value === undefined) throw new ConfigError(`option --${match[1]} needs a value`);
-    values.set(match[1], value);
+    flags.set(match[1], value);
   }
+  // The file first, then the environment over it, then the flags over both.
+  const values = new Map<string, string>();
+  const environment = new Map<string, string>();
+  for (const [name, variable] of Object.entries(ENVIRONMENT)) {
+    const value = env[variable];
+    if (value !== undefined && value !== '') environment.set(name, value);
+  }
+  const file = flags.get('config') ?? environment.get('config');
+  const fromFile = file === undefined ? new Map<string, FileSetting>() : settingsOfFile(file);
+  for (const [name, { value }] of fromFile) values.set(name, value);
+  for (const [name, value] of [...environment, ...flags]) values.set(name, value);
+  try {
+    return configFrom(values);
+  } catch (error) {
+    // A bad value read from the file: say where it is.
+    const name = error instanceof ConfigError ? /--([a-z-]+)/.exec(error.message)?.[1] : undefined;
+    const setting = name === undefined || flags.has(name) || environment.has(name) ? undefined : fromFile.get(name);
+    if (setting) throw new ConfigError(`${file}:${setting.line}: ${(error as Error).message}`);
+    throw error;
+  }
+}
+
+function settingsOfFile(path: string): Map<string, FileSetting> {
+  try {
+    return readConfigFile(path, new Set(Object.keys(ENVIRONMENT)), SWITCHES);
+  } catch (error) {
+    if (error instanceof ConfigFileError) throw new ConfigError(error.message);
+    throw error;
+  }
+}
+
+function configFrom(values: Map<string, string>): ProxyConfig {
   const integer = (name: string, fallback: number, min: number): number => {
     const text = values.get(name);
     if (text === undefined) return fallback;
@@ -348,6 +400,8 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
     // Operations: drain and limits.
     drainMs: integer('drain-ms', DEFAULTS.drainMs, 1),
     maxClients: integer('maxclients', DEFAULTS.maxClients, 1),
+    logLevel: oneOf(values, 'log-level', LOG_LEVELS, DEFAULT_LOG_LEVEL),
+    logFormat: oneOf(values, 'log-format', LOG_FORMATS, DEFAULT_LOG_FORMAT),
   };
   // Redis's own words for the same configuration.
   if (config.port === 0 && !config.tls && !config.unixSocket) {
@@ -367,6 +421,12 @@ function operationsSettings(
     throw new ConfigError(`--workers must be auto or an integer from 1 to 1024, got '${redact(workersText)}'`);
   }
   return { metricsPort: portNumber('metrics-port', 0), metricsBind: values.get('metrics-bind') ?? '127.0.0.1', workers };
+}
+
+function oneOf<T extends string>(values: Map<string, string>, name: string, allowed: readonly T[], fallback: T): T {
+  const value = values.get(name) ?? fallback;
+  if (!(allowed as readonly string[]).includes(value)) throw new ConfigError(`--${name} must be ${allowed.join(', ')}; got '${redact(value)}'`);
+  return value as T;
 }
 
 /** A yes/no switch (flag without a value, or yes/no in the environment). */

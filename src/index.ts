@@ -4,6 +4,8 @@ import { missingControlPermissions } from './notify/control-permissions.js';
 import { ControlPlane, StartupError } from './notify/control-plane.js';
 import type { ListeningAddresses } from './proxy/listeners.js';
 import { isLoopbackBind, ProtectedMode } from './proxy/protected-mode.js';
+import { toLog, type Log, type LogOutput } from './operations/logger.js';
+import { UpstreamState } from './operations/upstream-state.js';
 import { ProxyServer } from './proxy/server.js';
 import { redact } from './redact.js';
 import { CertificateError } from './tls-files.js';
@@ -15,6 +17,7 @@ import { createProxyMetrics } from './operations/metrics.js';
 
 export { parseConfig, ConfigError, type ProxyConfig } from './config.js';
 export { StartupError } from './notify/control-plane.js';
+export { createLogger, type Log, type LogEntry, type LogOutput } from './operations/logger.js';
 
 export interface RunningProxy extends ListeningAddresses {
   controlPlane: ControlPlane;
@@ -26,6 +29,10 @@ export interface RunningProxy extends ListeningAddresses {
   notReadyReason(): Promise<string | null>;
   /** Where /metrics, /healthz and /readyz are served (undefined: --metrics-port 0). */
   metricsPort?: number;
+  /** Redis reachable (the control connection), logged on each change. */
+  upstreamState: UpstreamState;
+  /** The log the proxy writes to. */
+  log: Log;
   /** SIGHUP: reads every certificate file again, for new connections; returns what it did. */
   reloadCertificates(): string;
   close(): Promise<void>;
@@ -52,18 +59,21 @@ function certificatesChecked<T>(make: () => T): T {
   }
 }
 
-export async function startProxy(config: ProxyConfig, output: (line: string) => void = () => undefined): Promise<RunningProxy> {
-  // Log lines may quote errors of ioredis or Node: no credentials in them.
-  const log = (line: string): void => output(redact(line));
+/**
+ * `output`: the process's Log (the CLI's pino logger), or a function given each message's text
+ * and its whole entry (tests capture lines so); none: nothing is logged. Redacted either way.
+ */
+export async function startProxy(config: ProxyConfig, output?: LogOutput): Promise<RunningProxy> {
+  const log = toLog(output);
   const upstream = certificatesChecked(() => new Upstream(config, log));
   if (upstream.tls?.insecure) {
-    log('warning: --upstream-tls-insecure: the certificates of Redis and the sentinels are not verified (anyone on the way can read and change the traffic)');
+    log.warn('upstream_tls_insecure', 'warning: --upstream-tls-insecure: the certificates of Redis and the sentinels are not verified (anyone on the way can read and change the traffic)');
   }
   const controlPlane = new ControlPlane(config, log, upstream);
   const protectedMode = config.protectedMode ? new ProtectedMode(controlPlane.control, () => controlPlane.authRequiredNow(), log) : null;
   let server: ProxyServer;
   try {
-    server = certificatesChecked(() => new ProxyServer(config, controlPlane, upstream, protectedMode));
+    server = certificatesChecked(() => new ProxyServer(config, controlPlane, upstream, protectedMode, log));
   } catch (error) {
     upstream.stop();
     throw error;
@@ -100,6 +110,7 @@ export async function startProxy(config: ProxyConfig, output: (line: string) => 
     clearTimeout(timer);
   }
   const metrics = createProxyMetrics({ controlPlane, connections: () => server.connections });
+  const upstreamState = new UpstreamState(controlPlane.control, () => upstream.name, log);
   let addresses: ListeningAddresses;
   let operations: OperationsServer | null = null;
   try {
@@ -112,6 +123,7 @@ export async function startProxy(config: ProxyConfig, output: (line: string) => 
     }
   } catch (error) {
     await server.close().catch(() => undefined);
+    upstreamState.stop();
     upstream.stop();
     await controlPlane.stop();
     throw error;
@@ -124,6 +136,8 @@ export async function startProxy(config: ProxyConfig, output: (line: string) => 
     metrics,
     notReadyReason: () => notReadyReason(controlPlane),
     metricsPort: operations?.port,
+    upstreamState,
+    log,
     reloadCertificates() {
       const reloaded: string[] = [];
       // Each side on its own: a bad file on one side does not hold back the other.
@@ -144,6 +158,7 @@ export async function startProxy(config: ProxyConfig, output: (line: string) => 
     async close() {
       await operations?.close();
       await server.close();
+      upstreamState.stop();
       // First: the control connections' ends are not a reason to ask the sentinels again.
       upstream.stop();
       await controlPlane.stop();

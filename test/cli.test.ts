@@ -5,7 +5,7 @@
 import { connect, type Socket } from 'node:net';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { listening, startCli, runCli, stopCli, type Cli } from './helpers/cli.js';
+import { listening, logLines, startCli, runCli, stopCli, type Cli } from './helpers/cli.js';
 import { command, RawClient } from './helpers/raw-client.js';
 import { freePort, startRedis, type RedisServer } from './helpers/redis-server.js';
 import { waitFor } from './helpers/wait.js';
@@ -66,7 +66,9 @@ describe('flags', () => {
     const cli = startCli(['--port', String(port), '--upstream', `${redis.url}/0`]);
     running.push(cli);
     expect(await listening(cli)).toBe(port);
-    expect(cli.stdout).toBe(`notifylist-proxy listening on 127.0.0.1:${port}, upstream redis://127.0.0.1:${redis.port}/0\n`);
+    expect(logLines(cli).map(({ level, event, msg }) => ({ level, event, msg }))).toEqual([
+      { level: 'info', event: 'listening', msg: `notifylist-proxy listening on 127.0.0.1:${port}, upstream redis://127.0.0.1:${redis.port}/0` },
+    ]);
     const client = new Redis(port);
     expect(await client.ping()).toBe('PONG');
     client.disconnect();

@@ -130,7 +130,7 @@ describe('SIGTERM drains', () => {
     expect(code).toBe(0);
     expect(took).toBeLessThan(1500 + 400);
     expect(took).toBeGreaterThan(1000); // it did wait for the client, up to the bound
-    expect(cli.stderr).toContain('still open');
+    expect(cli.stdout).toContain('still open');
     stuck.destroy();
   }, 20_000);
 

@@ -11,7 +11,7 @@ import { Redis } from 'ioredis';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parseConfig, startProxy, type RunningProxy } from '../src/index.js';
 import { controlAclRules } from '../src/notify/control-permissions.js';
-import { runCli, startCli, stopCli } from './helpers/cli.js';
+import { listeningMessage, runCli, startCli, stopCli } from './helpers/cli.js';
 import { command, RawClient } from './helpers/raw-client.js';
 import { freePort, startRedis, type RedisServer } from './helpers/redis-server.js';
 import { sleep, waitFor } from './helpers/wait.js';
@@ -272,8 +272,7 @@ describe('redaction: a password in the upstream URL never shows in the output', 
     const port = await freePort();
     const cli = startCli(['--port', String(port), '--bind', '0.0.0.0'], { NOTIFYLIST_UPSTREAM: `${good}/0?password=${SECRET}` });
     cleanups.push(() => stopCli(cli, 'SIGKILL'));
-    await waitFor(async () => cli.stdout, (out) => out.includes('\n') || cli.child.exitCode !== null, 10_000);
-    expect(cli.stdout).toMatch(/^notifylist-proxy listening on 0\.0\.0\.0:\d+, upstream redis:\/\/127\.0\.0\.1:\d+\/0\n$/);
+    expect(await listeningMessage(cli)).toMatch(/^notifylist-proxy listening on 0\.0\.0\.0:\d+, upstream redis:\/\/127\.0\.0\.1:\d+\/0$/);
     expect(await stopCli(cli)).toBe(0);
     noSecret(cli);
     // Its connections are gone before --uninstall looks for running proxies.

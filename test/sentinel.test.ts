@@ -9,7 +9,7 @@
 // their errors, a replica as --upstream without Sentinel, TLS and passwords for sentinels and Redis.
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, beforeEach, describe, expect, it, onTestFailed } from 'vitest';
-import type { RunningProxy } from '../src/index.js';
+import type { LogEntry, RunningProxy } from '../src/index.js';
 import { endpointName } from '../src/upstream/endpoint.js';
 import { SWITCH_CHANNEL } from '../src/upstream/sentinel.js';
 import { runCli } from './helpers/cli.js';
@@ -96,8 +96,9 @@ class Writer {
 
 let group: SentinelGroup;
 let proxy: RunningProxy;
-/** The proxy's log lines (printed when a test fails). */
+/** The proxy's log lines (printed when a test fails), and its log entries. */
 const proxyLog: string[] = [];
+const proxyEntries: LogEntry[] = [];
 beforeEach(() => {
   const from = proxyLog.length;
   onTestFailed(() => console.log(`proxy log:\n${proxyLog.slice(from).join('\n')}`));
@@ -212,7 +213,10 @@ beforeAll(async () => {
     '--sentinel-master', MASTER_NAME,
     '--upstream', 'redis://ignored:1/0',
     '--lease-ms', '500',
-  ], (line) => proxyLog.push(`${new Date().toISOString()} ${line}`));
+  ], (line, entry) => {
+    proxyLog.push(`${new Date().toISOString()} ${line}`);
+    proxyEntries.push(entry);
+  });
   const admin = new Redis(proxy.port);
   expect(await admin.call('NOTIFYLIST.SET', 'fo:*', 'fo_events')).toBe('OK');
   admin.disconnect();
@@ -326,6 +330,7 @@ describe('Sentinel failover', () => {
       await sleep(1000);
       const sentinel = group.sentinelAdmin(group.sentinels[0]);
       const startedAt = Date.now();
+      const entriesFrom = proxyEntries.length;
       expect(await sentinel.call('SENTINEL', 'FAILOVER', MASTER_NAME)).toBe('OK');
       sentinel.disconnect();
       expect(await waitFor(() => group.agreedMaster(), (m) => m !== old, 30_000, 100)).not.toBe(old);
@@ -334,6 +339,10 @@ describe('Sentinel failover', () => {
       const master = await settledMaster();
       const switchedAt = Date.now();
       const replica = group.other(master);
+      // One log line per move of the master, from which to which (two if the sentinels failed back).
+      const failovers = proxyEntries.slice(entriesFrom).filter((entry) => entry.event === 'failover');
+      expect(failovers[0]).toEqual(expect.objectContaining({ level: 'info', master: `127.0.0.1:${group.other(old).port}`, previous: `127.0.0.1:${old.port}` }));
+      expect(failovers.at(-1)).toEqual(expect.objectContaining({ master: `127.0.0.1:${master.port}` }));
       // Within a moment of settling, the proxy has no connection left on the server that is not the master.
       const leftovers = await waitFor(() => proxyConnectionsOn(replica), (lines) => lines.length === 0, 2000, 20);
       expect(leftovers).toEqual([]);

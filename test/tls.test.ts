@@ -15,7 +15,7 @@ import { Redis } from 'ioredis';
 import { createClient } from 'redis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '../src/index.js';
-import { runCli, startCli, stopCli, type Cli } from './helpers/cli.js';
+import { listeningMessage, logLines, runCli, startCli, stopCli, type Cli } from './helpers/cli.js';
 import { startProxyWith } from './helpers/proxy.js';
 import { freePort, startRedis, type RedisServer } from './helpers/redis-server.js';
 import { listenerTlsFlags, removeTestCertificates, testCertificates, upstreamTlsFlags } from './helpers/transport.js';
@@ -69,11 +69,6 @@ function tlsExchange(port: number, options: ConnectionOptions, request = 'PING\r
     socket.on('close', () => resolve({ reply, error, peer }));
     socket.setTimeout(3000, () => socket.destroy());
   });
-}
-
-/** The CLI's listening line (any listeners). */
-async function listeningLine(cli: Cli): Promise<string> {
-  return waitFor(async () => cli.stdout, (out) => out.includes('\n') || cli.child.exitCode !== null, 10_000);
 }
 
 describe('TLS to Redis (--upstream rediss://)', () => {
@@ -158,8 +153,11 @@ describe('TLS to Redis (--upstream rediss://)', () => {
     const redis = await tlsOnlyRedis();
     const port = await freePort();
     const cli = later(startCli(['--port', String(port), '--upstream', redis.tlsUrl, '--upstream-tls-ca-cert-file', certs.otherCa.cert, '--upstream-tls-insecure']));
-    expect(await listeningLine(cli)).toBe(`notifylist-proxy listening on 127.0.0.1:${port}, upstream rediss://127.0.0.1:${redis.tlsPort}/0\n`);
-    expect(cli.stderr).toBe('notifylist-proxy: warning: --upstream-tls-insecure: the certificates of Redis and the sentinels are not verified (anyone on the way can read and change the traffic)\n');
+    expect(await listeningMessage(cli)).toBe(`notifylist-proxy listening on 127.0.0.1:${port}, upstream rediss://127.0.0.1:${redis.tlsPort}/0`);
+    expect(cli.stderr).toBe('');
+    expect(logLines(cli).filter((line) => line.level === 'warn').map((line) => line.msg)).toEqual([
+      'warning: --upstream-tls-insecure: the certificates of Redis and the sentinels are not verified (anyone on the way can read and change the traffic)',
+    ]);
     expect(await later(new Redis(port)).ping()).toBe('PONG');
   });
 
@@ -169,15 +167,15 @@ describe('TLS to Redis (--upstream rediss://)', () => {
     copyFileSync(certs.ca.cert, ca);
     const port = await freePort();
     const cli = later(startCli(['--port', String(port), '--upstream', redis.tlsUrl, '--upstream-tls-ca-cert-file', ca, '--upstream-tls-cert-file', certs.client.cert, '--upstream-tls-key-file', certs.client.key]));
-    await listeningLine(cli);
-    const hangups = (): string[] => cli.stderr.split('\n').filter((line) => line.includes('SIGHUP'));
+    await listeningMessage(cli);
+    const hangups = (): string[] => logLines(cli).filter((line) => line.event === 'certificates_reloaded').map((line) => line.msg);
     cli.child.kill('SIGHUP');
     await waitFor(async () => hangups(), (lines) => lines.length === 1, 5000);
-    expect(hangups()).toEqual(['notifylist-proxy: SIGHUP: certificate files reloaded for new connections: upstream TLS']);
+    expect(hangups()).toEqual(['SIGHUP: certificate files reloaded for new connections: upstream TLS']);
     writeFileSync(ca, 'garbage\n');
     cli.child.kill('SIGHUP');
     await waitFor(async () => hangups(), (lines) => lines.length === 2, 5000);
-    expect(hangups()[1]).toBe(`notifylist-proxy: SIGHUP: upstream TLS: --upstream-tls-ca-cert-file ${ca}: no PEM certificate in it (keeping the current files)`);
+    expect(hangups()[1]).toBe(`SIGHUP: upstream TLS: --upstream-tls-ca-cert-file ${ca}: no PEM certificate in it (keeping the current files)`);
     // A new session still gets its TLS connection to Redis (with the files loaded before).
     expect(await later(new Redis(port)).ping()).toBe('PONG');
   });
@@ -217,7 +215,7 @@ describe('TLS for clients (--tls-port)', () => {
     const tlsFlags = await listenerTlsFlags(certs, 'no');
     const cli = later(startCli(['--port', '0', ...tlsFlags, '--upstream', redis.url]));
     const tlsPort = Number(tlsFlags[1]);
-    expect(await listeningLine(cli)).toBe(`notifylist-proxy listening on tls 127.0.0.1:${tlsPort}, upstream redis://127.0.0.1:${redis.port}/0\n`);
+    expect(await listeningMessage(cli)).toBe(`notifylist-proxy listening on tls 127.0.0.1:${tlsPort}, upstream redis://127.0.0.1:${redis.port}/0`);
     const client = later(new Redis({ port: tlsPort, tls: { ca: file(certs.ca.cert) } }));
     expect(await client.call('NOTIFYLIST.SET', 'c:*', 'c_events')).toBe('OK');
     expect(await client.set('c:1', 'v')).toBe('OK');
@@ -295,7 +293,7 @@ describe('TLS for clients (--tls-port)', () => {
     copyFileSync(certs.server.key, key);
     const tlsPort = await freePort();
     const cli = later(startCli(['--port', '0', '--tls-port', String(tlsPort), '--tls-cert-file', cert, '--tls-key-file', key, '--tls-auth-clients', 'no', '--upstream', redis.url]));
-    await listeningLine(cli);
+    await listeningMessage(cli);
     const before = later(new Redis({ port: tlsPort, tls: { ca: file(certs.ca.cert) } }));
     expect(await before.set('hup', '1')).toBe('OK');
     expect((await tlsExchange(tlsPort, { ca: file(certs.ca.cert) })).peer).toBe(certs.server.name);
@@ -303,16 +301,16 @@ describe('TLS for clients (--tls-port)', () => {
     copyFileSync(certs.renewedServer.cert, cert);
     copyFileSync(certs.renewedServer.key, key);
     cli.child.kill('SIGHUP');
-    const hangups = (): string[] => cli.stderr.split('\n').filter((line) => line.includes('SIGHUP'));
+    const hangups = (): string[] => logLines(cli).filter((line) => line.event === 'certificates_reloaded').map((line) => line.msg);
     await waitFor(async () => hangups(), (lines) => lines.length === 1, 5000);
-    expect(hangups()).toEqual(['notifylist-proxy: SIGHUP: certificate files reloaded for new connections: TLS listener']);
+    expect(hangups()).toEqual(['SIGHUP: certificate files reloaded for new connections: TLS listener']);
     expect((await tlsExchange(tlsPort, { ca: file(certs.ca.cert) })).peer).toBe(certs.renewedServer.name);
     expect(await before.get('hup')).toBe('1'); // the connection opened before is still up
 
     writeFileSync(key, 'not a key\n');
     cli.child.kill('SIGHUP');
     await waitFor(async () => hangups(), (lines) => lines.length === 2, 5000);
-    expect(hangups()[1]).toBe(`notifylist-proxy: SIGHUP: TLS listener: --tls-key-file ${key}: no PEM private key in it (keeping the current files)`);
+    expect(hangups()[1]).toBe(`SIGHUP: TLS listener: --tls-key-file ${key}: no PEM private key in it (keeping the current files)`);
     expect((await tlsExchange(tlsPort, { ca: file(certs.ca.cert) })).peer).toBe(certs.renewedServer.name);
     expect(cli.child.exitCode).toBe(null);
     expect(await before.get('hup')).toBe('1');

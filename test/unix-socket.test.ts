@@ -9,7 +9,7 @@ import { promisify } from 'node:util';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError, parseConfig } from '../src/index.js';
-import { runCli, startCli, stopCli } from './helpers/cli.js';
+import { listeningMessage, runCli, startCli, stopCli } from './helpers/cli.js';
 import { startProxyWith } from './helpers/proxy.js';
 import { command, RawClient } from './helpers/raw-client.js';
 import { freePort, startRedis, type RedisServer } from './helpers/redis-server.js';
@@ -73,8 +73,8 @@ describe('Unix sockets', () => {
     writeFileSync(socket, 'left over by an earlier run');
     const cli = startCli(['--port', '0', '--unixsocket', socket, '--unixsocketperm', '700', '--upstream', `unix://:sockpw@${redis.socketPath}?db=1`]);
     try {
-      const line = await waitFor(async () => cli.stdout, (out) => out.includes('\n') || cli.child.exitCode !== null, 10_000);
-      expect(line).toBe(`notifylist-proxy listening on unix ${socket}, upstream unix://${redis.socketPath}?db=1\n`);
+      const line = await listeningMessage(cli);
+      expect(line).toBe(`notifylist-proxy listening on unix ${socket}, upstream unix://${redis.socketPath}?db=1`);
       expect(line).not.toContain('sockpw');
       expect(statSync(socket).isSocket()).toBe(true);
       expect(statSync(socket).mode & 0o777).toBe(0o700);

@@ -8,7 +8,7 @@ import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError, parseConfig } from '../src/config.js';
 import { makeCertificates, type TestCertificates } from './helpers/certificates.js';
-import { runCli, startCli, stopCli, type Cli } from './helpers/cli.js';
+import { logLines, runCli, startCli, stopCli, type Cli } from './helpers/cli.js';
 import { httpGet, scrape } from './helpers/metrics.js';
 import { freePort, RedisServer, waitForPort } from './helpers/redis-server.js';
 import { sleep, waitFor } from './helpers/wait.js';
@@ -36,10 +36,10 @@ function client(port: number, options: object = {}): Redis {
   return connection;
 }
 
-/** worker index -> pid, from the primary's `worker N started (pid P)` lines (the last of each). */
+/** worker index -> pid, from the primary's `worker_started` log lines (the last of each). */
 function workerPids(cli: Cli): Map<number, number> {
   const pids = new Map<number, number>();
-  for (const match of cli.stdout.matchAll(/^worker (\d+) started \(pid (\d+)\)$/gm)) pids.set(Number(match[1]), Number(match[2]));
+  for (const line of logLines(cli)) if (line.event === 'worker_started') pids.set(Number(line.worker), Number(line.workerPid));
   return pids;
 }
 
@@ -79,7 +79,13 @@ describe('--workers 2', () => {
   it('one listening line, two workers; kill -9 one: the other serves at once, the dead one is restarted; metrics aggregate; SIGTERM exits 0', async () => {
     const redis = await redisServer();
     const { cli, port, metricsPort } = await startWorkers(redis);
-    expect(cli.stdout.split('\n')[0]).toBe(`notifylist-proxy listening on 127.0.0.1:${port}, upstream redis://127.0.0.1:${redis.port}/0`);
+    // One listening line, the primary's, before any worker's line; each worker's own lines name it.
+    const lines = logLines(cli);
+    expect(lines.filter((line) => line.event === 'listening').map((line) => line.msg)).toEqual([
+      `notifylist-proxy listening on 127.0.0.1:${port}, upstream redis://127.0.0.1:${redis.port}/0`,
+    ]);
+    expect(lines[0].event).toBe('listening');
+    expect(lines.filter((line) => line.event === 'lease_taken').every((line) => line.worker === 1 || line.worker === 2)).toBe(true);
     const admin = client(port);
     expect(await admin.call('NOTIFYLIST.SET', 'w:*', 'wlist')).toBe('OK');
 
@@ -105,7 +111,9 @@ describe('--workers 2', () => {
     const restarted = await waitFor(async () => workerPids(cli).get(2), (pid) => pid !== before.get(2), 10_000);
     expect(restarted).not.toBe(before.get(2));
     expect(alive(restarted!)).toBe(true);
-    expect(cli.stderr).toMatch(new RegExp(`worker 2 \\(pid ${before.get(2)}\\) exited \\(SIGKILL\\); restarting it in \\d+ ms`));
+    expect(logLines(cli).filter((line) => line.event === 'worker_exited')).toEqual([
+      expect.objectContaining({ level: 'warn', worker: 2, workerPid: before.get(2), exit: 'SIGKILL' }),
+    ]);
     expect(await waitFor(() => httpGet(metricsPort, '/readyz'), (answer) => answer.status === 200, 5000)).toEqual({ status: 200, body: 'ready\n' });
 
     expect(await stopCli(cli)).toBe(0);

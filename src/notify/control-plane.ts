@@ -22,6 +22,7 @@ import { binary, createControlClient, databaseCount, inDatabase, inEveryDatabase
 import { Registry, type RegistrySnapshot, type StoredEntry } from './registry.js';
 import type { Upstream } from '../upstream/upstream.js';
 import { ProxyCounters } from '../operations/proxy-counters.js';
+import type { Log } from '../operations/logger.js';
 
 /** Start-up failures worth one clear line and exit code 1. */
 export class StartupError extends Error {}
@@ -138,7 +139,7 @@ export class ControlPlane implements ControlHooks {
 
   constructor(
     private readonly config: ProxyConfig,
-    private readonly log: (line: string) => void,
+    private readonly log: Log,
     /** Where Redis is; under Sentinel it moves (then the control connections follow it). */
     private readonly upstream: Upstream,
   ) {
@@ -224,7 +225,7 @@ export class ControlPlane implements ControlHooks {
     return new Promise((resolve) => {
       const timer = setTimeout(() => {
         this.counters.doubtTimeouts++;
-        this.log(`registry not current for ${DOUBT_TIMEOUT_MS} ms (change subscription down); requests go on unverified`);
+        this.log.warn('registry_doubt_timeout', `registry not current for ${DOUBT_TIMEOUT_MS} ms (change subscription down); requests go on unverified`);
         resolve();
       }, DOUBT_TIMEOUT_MS);
       this.currentWaiters.push(() => {
@@ -246,7 +247,7 @@ export class ControlPlane implements ControlHooks {
   libraryLoaded(): Promise<void> {
     // Idle: nothing watches the library, so it may have been flushed since we last looked.
     if (!this.active) this.forgetLibrary();
-    return this.ensureLibrary().catch((error: Error) => this.log(`cannot load the function library: ${error.message}`));
+    return this.ensureLibrary().catch((error: Error) => this.log.error('library_load_failed', `cannot load the function library: ${error.message}`));
   }
 
   /**
@@ -266,7 +267,7 @@ export class ControlPlane implements ControlHooks {
           this.announcing = [];
           this.announced = null;
           this.announce(batch).then(resolve, (error: Error) => {
-            this.log(`announcing a registration failed: ${error.message}`);
+            this.log.warn('announce_failed', `announcing a registration failed: ${error.message}`);
             resolve();
           });
         });
@@ -380,7 +381,7 @@ export class ControlPlane implements ControlHooks {
       this.forgetLibrary();
       void this.prepareActive()
         .then(() => this.reaper.wake())
-        .catch((error: Error) => this.log(`after reconnect: ${error.message}`));
+        .catch((error: Error) => this.log.warn('reconnect_preparation_failed', `after reconnect: ${error.message}`));
     });
     this.control.on('close', () => this.reaper.connectionLost());
     this.subscriber.on('close', () => {
@@ -391,7 +392,7 @@ export class ControlPlane implements ControlHooks {
       void this.subscribeChanges()
         .then(() => this.loadAll(true))
         .then(() => this.afterRegistryChange())
-        .catch((error: Error) => this.log(`after reconnect of the subscriber: ${error.message}`));
+        .catch((error: Error) => this.log.warn('reconnect_preparation_failed', `after reconnect of the subscriber: ${error.message}`));
     });
   }
 
@@ -420,7 +421,7 @@ export class ControlPlane implements ControlHooks {
         .then(() => {
           this.active = true;
           this.everActive = true;
-          this.log('active: registrations present');
+          this.log.info('active', 'active: registrations present');
           this.startMaintenance();
           this.reaper.start();
           void this.syncKeyeventSubscriptions();
@@ -435,7 +436,7 @@ export class ControlPlane implements ControlHooks {
   private deactivate(): void {
     if (!this.active) return;
     this.active = false;
-    this.log('idle: nothing registered, no index entries');
+    this.log.info('idle', 'idle: nothing registered, no index entries');
     this.stopMaintenance();
     void this.reaper.stop();
     void this.syncKeyeventSubscriptions();
@@ -453,7 +454,7 @@ export class ControlPlane implements ControlHooks {
   /** After the registry view changed: become active or idle, follow the right keyevent channels. */
   private async afterRegistryChange(): Promise<void> {
     if (this.needsActivation()) {
-      await this.activate().catch((error: Error) => this.log(`cannot become active: ${error.message}`));
+      await this.activate().catch((error: Error) => this.log.error('activation_failed', `cannot become active: ${error.message}`));
       await this.syncKeyeventSubscriptions();
       this.reaper.wake();
     } else if (!this.registry.hasAnnouncements) {
@@ -480,7 +481,7 @@ export class ControlPlane implements ControlHooks {
   private async maintain(): Promise<void> {
     try {
       this.forgetLibrary();
-      await this.ensureLibrary().catch((error: Error) => this.log(`cannot load the function library: ${error.message}`));
+      await this.ensureLibrary().catch((error: Error) => this.log.error('library_load_failed', `cannot load the function library: ${error.message}`));
       const results = await inEveryDatabase(this.control, this.databaseCount, [
         ['HLEN', this.names.registry],
         ['ZCARD', this.names.expiry],
@@ -535,13 +536,13 @@ export class ControlPlane implements ControlHooks {
         }
       }
     } catch (error) {
-      this.log(`cannot check the rights of registration owners: ${(error as Error).message}`);
+      this.log.warn('owner_check_failed', `cannot check the rights of registration owners: ${(error as Error).message}`);
       return;
     }
     const before = this.registry.suspendedCount;
     this.registry.setSuspended(suspended);
     if (suspended.size !== before) {
-      this.log(`${suspended.size} registration(s) suspended: their owners may no longer read what they match or push to their lists`);
+      this.log.warn('registrations_suspended', `${suspended.size} registration(s) suspended: their owners may no longer read what they match or push to their lists`, { suspended: suspended.size });
     }
   }
 
@@ -574,7 +575,7 @@ export class ControlPlane implements ControlHooks {
       let migrated = false;
       if (version !== LIBRARY_VERSION || deployment !== secretHash(secret)) {
         await this.control.call('FUNCTION', 'LOAD', 'REPLACE', librarySource(this.config.prefix, secret));
-        this.log(`function library notifylist version ${LIBRARY_VERSION} loaded`);
+        this.log.info('library_loaded', `function library notifylist version ${LIBRARY_VERSION} loaded`, { version: LIBRARY_VERSION, previous: version });
         if (version !== null && version < 3) migrated = await this.migrate();
       }
       this.libraryReady = generation === this.libraryGeneration;
@@ -625,7 +626,7 @@ export class ControlPlane implements ControlHooks {
       const [count] = await inDatabase(this.control, db, [['FCALL', 'notifylist_migrate', 0, binary(this.secret())]]);
       tagged += Number(count);
     }
-    this.log(`entries of the previous function library tagged: ${tagged}`);
+    this.log.info('library_migrated', `entries of the previous function library tagged: ${tagged}`, { tagged });
     return true;
   }
 
@@ -636,7 +637,7 @@ export class ControlPlane implements ControlHooks {
       const merged = withExpiredEvents(flags ?? '');
       if (merged !== flags) await this.control.config('SET', 'notify-keyspace-events', merged);
     } catch (error) {
-      this.log(`cannot enable expired notifications (${(error as Error).message}); relying on the reaper alone`);
+      this.log.warn('keyevents_unavailable', `cannot enable expired notifications (${(error as Error).message}); relying on the reaper alone`);
     }
   }
 
@@ -757,7 +758,7 @@ export class ControlPlane implements ControlHooks {
       timer = setTimeout(() => {
         this.counters.barrierTimeouts++;
         const waiter = this.ackWaiters.get(nonce);
-        this.log(`registration barrier: ${waiter?.received.size ?? 0} of ${waiter?.needed} subscribers acknowledged within ${BARRIER_TIMEOUT_MS} ms; going ahead`);
+        this.log.warn('barrier_timeout', `registration barrier: ${waiter?.received.size ?? 0} of ${waiter?.needed} subscribers acknowledged within ${BARRIER_TIMEOUT_MS} ms; going ahead`);
         resolve();
       }, BARRIER_TIMEOUT_MS);
     });
@@ -810,7 +811,7 @@ export class ControlPlane implements ControlHooks {
           this.setIndexedDbs(indexed);
           if (makesCurrent) this.becomeCurrent();
         } catch (error) {
-          this.log(`registry reload failed: ${(error as Error).message}`);
+          this.log.error('registry_reload_failed', `registry reload failed: ${(error as Error).message}`);
           if (makesCurrent) throw error;
         }
       } while (this.loadAgain);
@@ -903,7 +904,7 @@ export class ControlPlane implements ControlHooks {
           });
           batch.forEach((pattern, i) => this.registry.replacePattern(pattern, found[i]));
         } catch (error) {
-          this.log(`registry lookup failed (${(error as Error).message}); reloading`);
+          this.log.warn('registry_lookup_failed', `registry lookup failed (${(error as Error).message}); reloading`);
           this.lookups.clear();
           await this.reload();
         }

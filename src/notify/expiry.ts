@@ -5,7 +5,8 @@ import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { InternalNames } from './names.js';
 import type { Registry } from './registry.js';
-import { binary, inDatabase } from './redis-control.js';
+import { binary, inDatabase, type ControlCommand } from './redis-control.js';
+import type { Log } from '../operations/logger.js';
 
 /** Keys per FCALL: bounds the time one call blocks Redis. */
 const BATCH = 500;
@@ -50,7 +51,7 @@ export class ExpiryReporter {
     private readonly names: InternalNames,
     /** The deployment's secret, which every call of the library carries. */
     private readonly secret: () => Buffer,
-    private readonly log: (line: string) => void,
+    private readonly log: Log,
     /** Told of every report's expired events and each reported key's lag (ms from its deadline). */
     private readonly reported: (byReaper: boolean, pushed: number, lagsMs: number[]) => void = () => undefined,
   ) {
@@ -89,7 +90,7 @@ export class ExpiryReporter {
         await this.report(db, [...keys], false);
       } catch (error) {
         // Not lost: the index entry stays, and the reaper reports it.
-        this.log(`expired events for db ${db} deferred to the reaper: ${(error as Error).message}`);
+        this.log.warn('expired_deferred', `expired events for db ${db} deferred to the reaper: ${(error as Error).message}`, { db });
       }
     }
   }
@@ -132,7 +133,7 @@ export class ExpiryReporter {
     if (now - (this.blockedLogged.get(id) ?? -Infinity) < BLOCKED_LOG_MS) return;
     this.blockedLogged.set(id, now);
     if (this.blockedLogged.size > 10_000) this.blockedLogged.clear();
-    this.log(`expired events held back in db ${db}: the event list ${JSON.stringify(list)} holds a ${kind}, not a list; they are reported once it is a list again or deleted (NOTIFYLIST.INFO: blocked)`);
+    this.log.warn('expired_blocked', `expired events held back in db ${db}: the event list ${JSON.stringify(list)} holds a ${kind}, not a list; they are reported once it is a list again or deleted (NOTIFYLIST.INFO: blocked)`, { db, list, type: kind });
   }
 }
 
@@ -163,6 +164,8 @@ export class Reaper {
   private leading = false;
   /** Databases with index entries, whether or not they still have registrations. */
   private indexedDatabases: number[] = [];
+  /** Databases whose backfill this leader saw pending (its end is logged once: backfill_done). */
+  private backfilling = new Set<number>();
 
   constructor(
     private readonly control: Redis,
@@ -171,7 +174,7 @@ export class Reaper {
     private readonly names: InternalNames,
     private readonly secret: () => Buffer,
     private readonly leaseMs: number,
-    private readonly log: (line: string) => void,
+    private readonly log: Log,
   ) {}
 
   /** Redis's clock now, in ms, as measured (deadlines are on it). */
@@ -223,11 +226,11 @@ export class Reaper {
 
   private setLeading(leading: boolean): void {
     if (leading && !this.leading) {
-      this.log(`reaper lease taken (${this.id})`);
+      this.log.info('lease_taken', `reaper lease taken (${this.id})`, { proxy: this.id });
       this.leading = true;
       this.wake();
     } else if (!leading && this.leading) {
-      this.log('reaper lease lost');
+      this.log.info('lease_lost', 'reaper lease lost', { proxy: this.id });
       this.leading = false;
     }
   }
@@ -269,8 +272,15 @@ export class Reaper {
   private async backfill(db: number): Promise<boolean> {
     for (let step = 0; step < BACKFILL_STEPS_PER_PASS; step++) {
       const suspended = this.registry.suspendedIn(db).map(binary);
-      const [pending] = await inDatabase(this.control, db, [['FCALL', 'notifylist_backfill', 0, this.secret(), BACKFILL_COUNT, ...suspended]]);
-      if (Number(pending) === 0) return false;
+      // Whether one was pending before the first step (a small one ends within it): in the same
+      // round trip, and only while none is known to be running.
+      const before: ControlCommand[] = step === 0 && !this.backfilling.has(db) ? [['HLEN', this.names.backfill]] : [];
+      const replies = await inDatabase(this.control, db, [...before, ['FCALL', 'notifylist_backfill', 0, this.secret(), BACKFILL_COUNT, ...suspended]]);
+      if (before.length > 0 && Number(replies[0]) > 0) this.backfilling.add(db);
+      if (Number(replies.at(-1)) === 0) {
+        if (this.backfilling.delete(db)) this.log.info('backfill_done', `backfill of database ${db} done: keys that had a TTL before their registration are indexed`, { db });
+        return false;
+      }
     }
     return true;
   }

@@ -14,6 +14,8 @@ export interface InternalNames {
   readonly secret: string;
   /** string: the reaper lease, holder id and until when, tagged (database 0 only) */
   readonly reaperLease: string;
+  /** hash pattern -> SCAN cursor of its pending backfill */
+  readonly backfill: string;
   /** channel: registration changes, announcements and their acknowledgements */
   readonly changes: string;
   /** channel: a new earliest deadline */
@@ -29,6 +31,7 @@ export function internalNames(prefix: string): InternalNames {
     stats: `${prefix}stats`,
     secret: `${prefix}secret`,
     reaperLease: `${prefix}reaper`,
+    backfill: `${prefix}backfill`,
     changes: `${prefix}changes`,
     wake: `${prefix}wake`,
   };

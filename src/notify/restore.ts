@@ -7,6 +7,7 @@ import { RELOAD_MESSAGE } from './changes.js';
 import type { InternalNames } from './names.js';
 import { binary, inDatabase } from './redis-control.js';
 import type { RegistrySnapshot } from './registry.js';
+import type { Log } from '../operations/logger.js';
 
 const isEmpty = (snapshot: RegistrySnapshot): boolean => [...snapshot.values()].every((patterns) => patterns.size === 0);
 
@@ -18,7 +19,7 @@ export function parseRunId(info: string): string | null {
  * Restores `known` (HSET of each database's registry hash) if Redis has none of those databases'
  * registrations; then publishes a change so that every proxy reloads. Returns whether it did.
  */
-export async function restoreAfterRestart(control: Redis, known: RegistrySnapshot, names: InternalNames, log: (line: string) => void): Promise<boolean> {
+export async function restoreAfterRestart(control: Redis, known: RegistrySnapshot, names: InternalNames, log: Log): Promise<boolean> {
   const registry = names.registry;
   const databases = [...known.keys()].filter((db) => known.get(db)!.size > 0);
   for (const db of databases) {
@@ -36,7 +37,7 @@ export async function restoreAfterRestart(control: Redis, known: RegistrySnapsho
   }
   pipeline.select(0).publish(names.changes, RELOAD_MESSAGE);
   for (const [error] of (await pipeline.exec()) ?? []) if (error) throw error;
-  log(`Redis restarted without the registrations: restored ${count} registration(s) in database(s) ${databases.join(', ')}`);
+  log.warn('registrations_restored', `Redis restarted without the registrations: restored ${count} registration(s) in database(s) ${databases.join(', ')}`, { count, databases });
   return true;
 }
 
@@ -56,7 +57,7 @@ export class RegistrationKeeper {
     private readonly names: InternalNames,
     /** What the proxy knows is registered (its registry view, kept current by change messages). */
     private readonly known: () => RegistrySnapshot,
-    private readonly log: (line: string) => void,
+    private readonly log: Log,
     private readonly reload: () => void,
   ) {
     control.on('close', () => (this.unverified = true));
@@ -88,7 +89,7 @@ export class RegistrationKeeper {
       // Disconnected again (the next ready checks again), or refused: then do not hold on to a
       // snapshot nobody can verify.
       if (this.control.status !== 'ready') return;
-      this.log(`cannot check for a Redis restart: ${(error as Error).message}`);
+      this.log.warn('restart_check_failed', `cannot check for a Redis restart: ${(error as Error).message}`);
     }
     this.unverified = false;
     if (this.withheld) {

@@ -10,6 +10,7 @@
 //      closes after the replies it has written.
 //   4. At the deadline whatever is still open is destroyed; the control plane stops last (it
 //      may still be reporting expirations of forwarded writes), in the time that is left.
+import { silentLog, type Log } from './logger.js';
 import type { RunningProxy } from '../index.js';
 import { drainToken, type SessionDrain } from './session-drain.js';
 
@@ -28,14 +29,15 @@ async function waitUntil(done: () => boolean, until: number): Promise<void> {
 
 /**
  * Drains `proxy` (steps above) and stops it, within `drainMs`. Resolves when the proxy is stopped
- * (the caller exits). `log` gets one line about clients closed by the deadline, if any.
+ * (the caller exits). Logs its start, the clients closed by the deadline if any, and its end.
  */
-export async function drainProxy(proxy: RunningProxy, drainMs: number, log: (line: string) => void = () => undefined): Promise<void> {
+export async function drainProxy(proxy: RunningProxy, drainMs: number, log: Log = silentLog): Promise<void> {
   const started = Date.now();
   const end = started + drainMs;
   const sessionsEnd = end - Math.min(500, drainMs * CONTROL_SHARE);
   const lastFrom = end - drainMs * LAST_SHARE;
   const sessions = proxy.server.drain(drainToken());
+  log.info('draining', `draining: ${sessions.length} client connection(s), within ${drainMs} ms (--drain-ms)`, { clients: sessions.length, drainMs });
   const open = new Set(sessions);
   for (const entry of sessions) void entry.drain.closed.then(() => open.delete(entry));
   const endedLast = new Set<SessionDrain>();
@@ -54,9 +56,13 @@ export async function drainProxy(proxy: RunningProxy, drainMs: number, log: (lin
     return false;
   }, sessionsEnd);
   if (open.size > 0) {
-    log(`drain: ${open.size} client connection(s) still open after ${Date.now() - started} ms (--drain-ms ${drainMs}), closed now`);
+    log.warn('drain_deadline', `drain: ${open.size} client connection(s) still open after ${Date.now() - started} ms (--drain-ms ${drainMs}), closed now`, {
+      clients: open.size,
+      drainMs,
+    });
     for (const { session } of open) session.destroy();
   }
   // Step 4: the control plane (and the listeners, already closed) in the time left.
   await Promise.race([proxy.close().catch(() => undefined), sleep(end - Date.now())]);
+  log.info('drained', `drained in ${Date.now() - started} ms`, { ms: Date.now() - started });
 }

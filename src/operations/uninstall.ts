@@ -7,6 +7,7 @@ import { redact } from '../redact.js';
 import { escapeGlob } from '../notify/control-permissions.js';
 import { binary, createControlClient, databaseCount, inDatabase } from '../notify/redis-control.js';
 import { Upstream } from '../upstream/upstream.js';
+import { silentLog } from './logger.js';
 
 const SCAN_COUNT = 1000;
 const UNLINK_BATCH = 500;
@@ -25,7 +26,7 @@ export async function uninstall(config: ProxyConfig, output: (line: string) => v
 async function uninstallFrom(config: ProxyConfig, print: (line: string) => void): Promise<string | null> {
   let upstream: Upstream;
   try {
-    upstream = new Upstream(config, () => undefined);
+    upstream = new Upstream(config, silentLog);
   } catch (error) {
     return (error as Error).message; // a certificate file
   }

@@ -12,6 +12,7 @@ import cluster, { type Worker } from 'node:cluster';
 import { unlinkSync } from 'node:fs';
 import { AggregatorRegistry, type Registry } from 'prom-client';
 import type { ProxyConfig } from '../config.js';
+import type { Log, LogFields } from './logger.js';
 import { startOperationsServer, type OperationsServer } from './http.js';
 
 const LISTENING = 'notifylist:listening';
@@ -29,7 +30,7 @@ const READY_ANSWER_MS = 1000;
 /** After a stop, workers still there this long after --drain-ms (their own bound) are killed. */
 const STOP_MARGIN_MS = 5000;
 
-type Message = { type?: string; id?: number; reason?: string | null; line?: string };
+type Message = { type?: string; id?: number; reason?: string | null; msg?: string; fields?: LogFields };
 
 interface Slot {
   index: number;
@@ -40,16 +41,12 @@ interface Slot {
   timer: NodeJS.Timeout | null;
 }
 
-export interface PrimaryOutput {
-  print(line: string): void;
-  log(line: string): void;
-}
 
 /**
  * The primary: returns the exit code (1 if the first worker cannot start: it has printed its
  * one start-up line itself, on the shared stderr).
  */
-export async function runPrimary(config: ProxyConfig, output: PrimaryOutput, signalled: Promise<void>): Promise<number> {
+export async function runPrimary(config: ProxyConfig, log: Log, signalled: Promise<void>): Promise<number> {
   // A socket file left by an earlier run goes once, here: a worker removing it would unlink the
   // shared socket the others listen on.
   if (config.unixSocket) {
@@ -105,9 +102,9 @@ export async function runPrimary(config: ProxyConfig, output: PrimaryOutput, sig
         if (message.type === LISTENING && !slot.listening) {
           slot.listening = true;
           // The proxy's listening line once (every worker listens on the same), then each worker.
-          if (!printedListening && message.line !== undefined) output.print(message.line);
+          if (!printedListening && message.msg !== undefined) log.info('listening', message.msg, message.fields);
           printedListening = true;
-          output.print(`worker ${slot.index} started (pid ${worker.process.pid})`);
+          log.info('worker_started', `worker ${slot.index} started (pid ${worker.process.pid})`, { worker: slot.index, workerPid: worker.process.pid });
           resolve(true);
         } else if (message.type === READY_ANSWER && message.id !== undefined) {
           answers.get(message.id)?.(message.reason ?? null);
@@ -120,7 +117,12 @@ export async function runPrimary(config: ProxyConfig, output: PrimaryOutput, sig
         if (stopping || !printedListening) return;
         const lived = Date.now() - slot.startedAt;
         slot.delay = lived >= STABLE_AFTER_MS ? RESTART_MIN_MS : Math.min(RESTART_MAX_MS, slot.delay * 2);
-        output.log(`worker ${slot.index} (pid ${worker.process.pid}) exited (${signal ?? `code ${code}`}); restarting it in ${slot.delay} ms`);
+        log.warn('worker_exited', `worker ${slot.index} (pid ${worker.process.pid}) exited (${signal ?? `code ${code}`}); restarting it in ${slot.delay} ms`, {
+          worker: slot.index,
+          workerPid: worker.process.pid,
+          exit: signal ?? code,
+          restartInMs: slot.delay,
+        });
         slot.timer = setTimeout(() => {
           slot.timer = null;
           if (!stopping) void fork(slot);
@@ -173,7 +175,7 @@ async function stopWorkers(workers: Worker[], drainMs: number): Promise<void> {
 
 export interface WorkerSide {
   /** The proxy is running: it answers readiness and serves its metrics to the primary. */
-  started(proxy: { metrics: Registry; notReadyReason(): Promise<string | null> }, listeningLine: string): void;
+  started(proxy: { metrics: Registry; notReadyReason(): Promise<string | null> }, listening: { msg: string; fields: LogFields }): void;
 }
 
 /**
@@ -195,14 +197,16 @@ export function workerSide(stop: () => void): WorkerSide {
   });
   process.on('disconnect', stop);
   return {
-    started(proxy, listeningLine) {
+    started(proxy, listening) {
       AggregatorRegistry.setRegistries([proxy.metrics]);
       notReady = () => proxy.notReadyReason();
-      process.send?.({ type: LISTENING, line: listeningLine });
+      process.send?.({ type: LISTENING, msg: listening.msg, fields: listening.fields });
     },
   };
 }
 
 /** This process is a worker of a --workers primary. */
 export const isWorker = (): boolean => cluster.isWorker;
+/** A worker's index (1..N), for its log lines. */
+export const workerIndex = (): number => Number(process.env.NOTIFYLIST_WORKER);
 export const isPrimaryOfWorkers = (config: ProxyConfig): boolean => config.workers > 1 && cluster.isPrimary;

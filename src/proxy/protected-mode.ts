@@ -13,6 +13,7 @@
 // all while only loopback clients connect.
 import type { Redis } from 'ioredis';
 import { StartupError } from '../notify/control-plane.js';
+import type { Log } from '../operations/logger.js';
 
 /** Redis 7.0.15's refusal, byte for byte (networking.c, clientAcceptHandler). */
 export const DENIED =
@@ -75,7 +76,7 @@ export class ProtectedMode {
     private readonly control: Redis,
     /** Does a new unauthenticated connection have to AUTH? (the control plane's probe) */
     private readonly authRequired: () => Promise<boolean>,
-    private readonly log: (line: string) => void,
+    private readonly log: Log,
   ) {}
 
   /** Reads Redis's state now (start-up); fails only if Redis does not answer. */
@@ -123,7 +124,7 @@ export class ProtectedMode {
     const [protectedMode, defaultNopass] = await Promise.all([this.readProtectedMode(notes), this.readDefaultNopass(notes)]);
     if (notes.length > 0 && !this.logged) {
       this.logged = true;
-      this.log(`protected mode: ${notes.join('; ')}`);
+      this.log.warn('protected_mode', `protected mode: ${notes.join('; ')}`);
     }
     return { protectedMode, defaultNopass };
   }

@@ -9,6 +9,8 @@ import { DENIED, isLocalAddress, type ProtectedMode } from './protected-mode.js'
 import { Rewriter } from './rewrite.js';
 import { Session, type SessionOptions } from './session.js';
 import { SessionDrain } from '../operations/session-drain.js';
+import type { Log } from '../operations/logger.js';
+import { ProtocolErrorLog } from '../operations/protocol-error-log.js';
 
 export class ProxyServer {
   private readonly listeners: Listeners;
@@ -16,6 +18,7 @@ export class ProxyServer {
   private readonly options: SessionOptions;
   /** Clients waiting (unread, no upstream yet) for a fresh reading of Redis's protected mode. */
   private readonly deciding = new Set<Socket>();
+  private readonly protocolErrors: ProtocolErrorLog;
 
   /**
    * `protectedMode`: null with --protected-mode no (every client is let through). Throws a
@@ -25,8 +28,10 @@ export class ProxyServer {
     config: ProxyConfig,
     controlPlane: ControlPlane,
     upstream: Upstream,
-    private readonly protectedMode: ProtectedMode | null = null,
+    private readonly protectedMode: ProtectedMode | null,
+    log: Log,
   ) {
+    this.protocolErrors = new ProtocolErrorLog(log);
     const rewriter = new Rewriter(controlPlane.names.prefix, controlPlane);
     this.options = {
       upstream,
@@ -40,6 +45,7 @@ export class ProxyServer {
       registryIsCurrent: () => controlPlane.registryIsCurrent(),
       whenCurrent: () => controlPlane.whenCurrent(),
       counters: controlPlane.stats,
+      protocolError: (client, error) => this.protocolErrors.report(client, error),
     };
     this.listeners = new Listeners(config, (client, local) => this.accept(client, local));
   }
@@ -101,6 +107,7 @@ export class ProxyServer {
     const closed = this.listeners.close();
     for (const client of this.deciding) client.destroy();
     for (const session of this.sessions) session.shutdown();
+    this.protocolErrors.flush();
     await closed;
   }
 }

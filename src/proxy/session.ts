@@ -35,6 +35,8 @@ export interface SessionOptions {
   whenCurrent: () => Promise<void>;
   /** The proxy's counters (requests by path, protocol errors): plain increments (hot path). */
   counters: ProxyCounters;
+  /** The client is closed for this protocol error (Redis's text): logged, rate-limited. */
+  protocolError: (client: string, error: string) => void;
 }
 
 export class Session {
@@ -275,7 +277,7 @@ export class Session {
       this.writeOutgoing();
       then?.();
     }
-    if (error && !error.unauthenticated) this.poison();
+    if (error && !error.unauthenticated) this.closeForProtocolError(error);
     // Backpressure: a Redis that does not keep up stops us reading the client.
     if (this.upstream.writableNeedDrain) this.client.pause();
   }
@@ -313,7 +315,7 @@ export class Session {
         }
         this.outgoing.push(error.upstreamTrigger);
         this.writeOutgoing();
-        this.poison();
+        this.closeForProtocolError(error);
         // Redis stopped requiring AUTH within the last second: it waits for the rest of the frame
         // instead of closing. Close both rather than leave the client hanging.
         this.closeTimer = setTimeout(() => {
@@ -443,6 +445,13 @@ export class Session {
     this.state.authenticated = false;
     this.stopHold = new Promise<void>((done) => (this.resetSync = { tail: '', done }));
     this.framer.stop();
+  }
+
+  /** Poisoned (Redis replies the error and closes), and said once in the log. */
+  private closeForProtocolError(error: ProtocolError): void {
+    this.poison();
+    const { remoteAddress, remotePort } = this.client;
+    this.options.protocolError(remoteAddress === undefined ? 'unix socket' : `${remoteAddress}:${remotePort}`, error.message);
   }
 
   private flushRun(): void {

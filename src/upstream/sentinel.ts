@@ -13,6 +13,7 @@ import { Redis, type RedisOptions } from 'ioredis';
 import type { SentinelConfig } from '../config.js';
 import { endpointName, sameEndpoint, type Endpoint } from './endpoint.js';
 import type { UpstreamTls } from './tls.js';
+import type { Log } from '../operations/logger.js';
 
 /** A sentinel's answer must come within this long (connect and reply). */
 const QUERY_TIMEOUT_MS = 1000;
@@ -41,6 +42,8 @@ export class MasterLocator extends EventEmitter {
   master: Endpoint | null = null;
   /** Config epoch of the answer `master` came from: an answer with a lower one is stale. */
   private epoch = -1;
+  /** The last master confirmed (also while none is now): a new one after it is a failover. */
+  private lastConfirmed: Endpoint | null = null;
   private readonly subscribers: Redis[] = [];
   private work: Promise<void> = Promise.resolve();
   private locatePending = false;
@@ -54,7 +57,7 @@ export class MasterLocator extends EventEmitter {
     private readonly tls: UpstreamTls | null,
     /** ROLE of a server: 'master', 'slave', ...; throws if it cannot be asked. */
     private readonly roleOf: (endpoint: Endpoint) => Promise<string>,
-    private readonly log: (line: string) => void,
+    private readonly log: Log,
   ) {
     super();
     this.setMaxListeners(0); // every session that waits for a master listens
@@ -110,7 +113,7 @@ export class MasterLocator extends EventEmitter {
     const now = Date.now();
     if (now - this.lastSuspicion < SUSPECT_INTERVAL_MS) return;
     this.lastSuspicion = now;
-    this.log(`asking the sentinels again: ${reason}`);
+    this.log.info('sentinels_asked', `asking the sentinels again: ${reason}`, { reason });
     this.locate();
   }
 
@@ -172,8 +175,18 @@ export class MasterLocator extends EventEmitter {
     if (sameEndpoint(master, this.master)) return;
     const previous = this.master;
     this.master = master;
-    if (master) this.log(`${this.description}: ${endpointName(master)}${previous ? ` (was ${endpointName(previous)})` : ''}`);
-    else if (previous) this.log(`${this.description}: ${endpointName(previous)} is no longer a confirmed master; waiting for the sentinels`);
+    // A master other than the last confirmed one is the failover (the old one is unconfirmed from
+    // +selected-slave on, in between); the first one is part of the start, the same one again the
+    // end of a failover that was given up.
+    const last = this.lastConfirmed;
+    if (master) {
+      this.lastConfirmed = master;
+      const event = last === null ? 'master_found' : sameEndpoint(master, last) ? 'master_confirmed' : 'failover';
+      const was = last && event === 'failover' ? ` (was ${endpointName(last)})` : '';
+      this.log.info(event, `${this.description}: ${endpointName(master)}${was}`, { master: endpointName(master), previous: last && endpointName(last) });
+    } else if (previous) {
+      this.log.warn('master_unconfirmed', `${this.description}: ${endpointName(previous)} is no longer a confirmed master; waiting for the sentinels`, { previous: endpointName(previous) });
+    }
     this.emit('master', master, previous);
   }
 
@@ -228,12 +241,12 @@ export class MasterLocator extends EventEmitter {
       const words = message.split(' ');
       // +switch-master: <master name> <old ip> <old port> <new ip> <new port>
       if (channel === SWITCH_CHANNEL && words[0] === this.config.masterName) {
-        this.log(`sentinel ${endpointName(sentinel)}: ${SWITCH_CHANNEL} ${message}`);
+        this.log.info('sentinel_switch', `sentinel ${endpointName(sentinel)}: ${SWITCH_CHANNEL} ${message}`, { sentinel: endpointName(sentinel) });
         this.locate();
       }
       // +selected-slave: slave <name> <ip> <port> @ <master name> <master ip> <master port>
       if (channel === PROMOTING_CHANNEL && words[4] === '@' && words[5] === this.config.masterName) {
-        this.log(`sentinel ${endpointName(sentinel)}: ${PROMOTING_CHANNEL} ${message} (a failover: no master until it is done)`);
+        this.log.info('sentinel_promoting', `sentinel ${endpointName(sentinel)}: ${PROMOTING_CHANNEL} ${message} (a failover: no master until it is done)`, { sentinel: endpointName(sentinel) });
         this.setMaster(null);
         this.locate();
       }

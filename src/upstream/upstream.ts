@@ -12,6 +12,7 @@ import type { ProxyConfig, UpstreamAddress } from '../config.js';
 import { endpointName, openSocket, sameEndpoint, type Endpoint, type OpenSocket } from './endpoint.js';
 import { MasterLocator } from './sentinel.js';
 import { UpstreamTls } from './tls.js';
+import type { Log } from '../operations/logger.js';
 
 /** One-off checks (ROLE) must answer within this long. */
 const CHECK_TIMEOUT_MS = 2000;
@@ -42,7 +43,7 @@ export class Upstream extends EventEmitter {
   private stopped = false;
 
   /** Throws a CertificateError if a TLS file is unreadable or invalid. */
-  constructor(config: Pick<ProxyConfig, 'upstream' | 'sentinel' | 'connectTimeoutMs'>, log: (line: string) => void) {
+  constructor(config: Pick<ProxyConfig, 'upstream' | 'sentinel' | 'connectTimeoutMs'>, log: Log) {
     super();
     this.address = config.upstream;
     this.connectTimeoutMs = config.connectTimeoutMs;

@@ -43,15 +43,41 @@ export async function stopCli(cli: Cli, signal: NodeJS.Signals = 'SIGTERM'): Pro
   return (await cli.exited).code;
 }
 
+/** One JSON log line of the CLI's stdout (src/operations/logger.ts). */
+export interface LogLine {
+  level: string;
+  time: string;
+  event: string;
+  msg: string;
+  [field: string]: unknown;
+}
+
+/** The CLI's log lines so far (stdout; each line must be a JSON object). */
+export function logLines(cli: Cli): LogLine[] {
+  return cli.stdout
+    .split('\n')
+    .slice(0, -1) // a line not ended yet (read in the middle) is not complete
+    .filter((line) => line !== '')
+    .map((line) => JSON.parse(line) as LogLine);
+}
+
+/** The `msg` of every log line so far. */
+export const logMessages = (cli: Cli): string[] => logLines(cli).map((line) => line.msg);
+
+/** Waits for the listening line (event `listening`); returns its msg. */
+export async function listeningMessage(cli: Cli): Promise<string> {
+  const found = (): LogLine | undefined => logLines(cli).find((line) => line.event === 'listening');
+  await waitFor(async () => found(), (line) => line !== undefined || cli.child.exitCode !== null, 10_000);
+  const line = found();
+  if (!line) throw new Error(`no listening line: stdout=${JSON.stringify(cli.stdout)} stderr=${JSON.stringify(cli.stderr)}`);
+  return line.msg;
+}
+
 /** Waits for the listening line; returns the port it names. */
 export async function listening(cli: Cli): Promise<number> {
-  const line = await waitFor(
-    async () => cli.stdout,
-    (out) => out.includes('\n') || cli.child.exitCode !== null,
-    10_000,
-  );
-  const match = /^notifylist-proxy listening on 127\.0\.0\.1:(\d+), upstream redis:\/\/127\.0\.0\.1:\d+\/\d+\n$/.exec(line);
-  if (!match) throw new Error(`no listening line: stdout=${JSON.stringify(cli.stdout)} stderr=${JSON.stringify(cli.stderr)}`);
+  const msg = await listeningMessage(cli);
+  const match = /^notifylist-proxy listening on 127\.0\.0\.1:(\d+), upstream redis:\/\/127\.0\.0\.1:\d+\/\d+$/.exec(msg);
+  if (!match) throw new Error(`unexpected listening line: ${JSON.stringify(msg)}`);
   return Number(match[1]);
 }
 

@@ -1,7 +1,7 @@
 // Proxies for tests: in-process (fast, for most tests) or as a real child process (for kill tests).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { parseConfig, startProxy, type RunningProxy } from '../../src/index.js';
+import { parseConfig, startProxy, type LogOutput, type RunningProxy } from '../../src/index.js';
 import { freePort, waitForPort, type RedisServer } from './redis-server.js';
 import type { Transport } from './transport.js';
 
@@ -10,7 +10,7 @@ export async function startTestProxy(redis: RedisServer, extraFlags: string[] = 
 }
 
 /** An in-process proxy with exactly these flags (no environment). */
-export async function startProxyWith(flags: string[], log?: (line: string) => void): Promise<RunningProxy> {
+export async function startProxyWith(flags: string[], log?: LogOutput): Promise<RunningProxy> {
   return startProxy(parseConfig(flags, {})!, log);
 }
 
