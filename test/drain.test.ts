@@ -64,6 +64,12 @@ describe('SIGTERM drains', () => {
     const subscriber = await RawClient.connect(port);
     subscriber.send(command('SUBSCRIBE', 'drain:channel'));
     await subscriber.replies(1);
+    // A RESP3 subscriber: its marker's reply looks like anyone's, yet it is closed last too.
+    const subscriber3 = await RawClient.connect(port);
+    subscriber3.send(command('HELLO', '3'));
+    await subscriber3.replies(1);
+    subscriber3.send(command('SUBSCRIBE', 'drain:channel'));
+    await subscriber3.replies(1);
     const multi = await RawClient.connect(port);
     multi.send(Buffer.concat([command('MULTI'), command('SET', 'drain:multi', '1')]));
     expect((await multi.replies(2)).toString()).toBe('+OK\r\n+QUEUED\r\n');
@@ -72,7 +78,7 @@ describe('SIGTERM drains', () => {
     const requests = 200_000;
     pipeline.send(Buffer.concat(Array.from({ length: requests }, () => command('INCR', 'drain:counter'))));
     await waitFor(async () => pipeline.pending().length, (n) => n > 0, 5000);
-    const closes = { idle: closedAt(idle), blocked: closedAt(blocked), subscriber: closedAt(subscriber), multi: closedAt(multi), pipeline: closedAt(pipeline) };
+    const closes = { idle: closedAt(idle), blocked: closedAt(blocked), subscriber: closedAt(subscriber), subscriber3: closedAt(subscriber3), multi: closedAt(multi), pipeline: closedAt(pipeline) };
     const signalled = Date.now();
     cli.child.kill('SIGTERM');
     const exited = cli.exited.then((result) => ({ ...result, at: Date.now() }));
@@ -101,8 +107,9 @@ describe('SIGTERM drains', () => {
     // Closed last, and none of the proxy's own bytes (its drain marker) reached them.
     expect(await blocked.untilClosed(100)).toEqual(Buffer.alloc(0));
     expect(await subscriber.untilClosed(100)).toEqual(Buffer.alloc(0));
+    expect(await subscriber3.untilClosed(100)).toEqual(Buffer.alloc(0));
     expect(await multi.untilClosed(100)).toEqual(Buffer.alloc(0));
-    for (const last of ['blocked', 'subscriber', 'multi']) {
+    for (const last of ['blocked', 'subscriber', 'subscriber3', 'multi']) {
       expect(at[last]).toBeGreaterThanOrEqual(at.idle + 100);
       expect(at[last]).toBeGreaterThanOrEqual(at.pipeline);
     }

@@ -3,7 +3,8 @@
 // the client, it sends Redis `PING <token>` behind everything already forwarded: when that reply
 // comes back, every earlier reply has come back too. The marker's reply is never shown to the
 // client. Its form tells the session's mode:
-//   $<n>\r\n<token>\r\n                    normal (also RESP3 pub/sub): done, close now
+//   $<n>\r\n<token>\r\n                    normal: done, close now (a RESP3 subscriber replies so
+//                                          too: the session knows it subscribed, and closes it last)
 //   *2\r\n$4\r\npong\r\n$<n>\r\n<token>\r\n  RESP2 subscriber: closed last (messages still flow)
 //   +QUEUED\r\n (indistinguishable)        inside MULTI: the last +QUEUED before Redis closes is it
 //   nothing                                blocked (BLPOP, XREAD BLOCK, WAIT) or a client not reading
@@ -24,7 +25,7 @@ export type DrainState =
   | 'pending'
   /** every reply is back (or the session was idle): it closes now */
   | 'done'
-  /** a RESP2 subscriber: closed last */
+  /** a subscriber (RESP2: told by the marker's reply; RESP3: the session saw it subscribe): closed last */
   | 'subscribed'
   /** Redis closes it itself (a protocol error) or gets its EOF now (an unauthenticated client) */
   | 'ending';

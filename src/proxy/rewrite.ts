@@ -76,8 +76,11 @@ const ADMIN_COMMANDS = new Map<string, string>([
 ]);
 
 /** Command names bucketed by length, so most requests (GET, HGET, ...) are rejected by one compare. */
+/** Noted, not rewritten: a graceful drain closes subscribed clients last, and a RESP3 one cannot
+ * be told by its replies (session-drain.ts). */
+const SUBSCRIBE_COMMANDS = new Set(['subscribe', 'psubscribe', 'ssubscribe']);
 const NAMES_BY_LENGTH = new Map<number, string[]>();
-for (const name of [...WRITE_COMMANDS.keys(), ...ADMIN_COMMANDS.keys(), ...FLUSH_COMMANDS, 'swapdb', 'function']) {
+for (const name of [...WRITE_COMMANDS.keys(), ...ADMIN_COMMANDS.keys(), ...FLUSH_COMMANDS, ...SUBSCRIBE_COMMANDS, 'swapdb', 'function']) {
   const names = NAMES_BY_LENGTH.get(name.length) ?? [];
   names.push(name);
   NAMES_BY_LENGTH.set(name.length, names);
@@ -112,6 +115,8 @@ export interface SessionState {
    * A registration is authorized only if every one of them may make it; the first is its owner.
    */
   users: string[];
+  /** The client has subscribed (SUBSCRIBE, PSUBSCRIBE, SSUBSCRIBE) at some time. */
+  subscribed: boolean;
 }
 
 interface CandidateRun {
@@ -178,6 +183,10 @@ export class Rewriter {
   rewrite(frame: RequestFrame, candidates: SessionState): Rewrite {
     const name = commandName(frame);
     if (name === undefined) return FORWARD;
+    if (SUBSCRIBE_COMMANDS.has(name)) {
+      candidates.subscribed = true;
+      return FORWARD;
+    }
     if (name === 'function') {
       if (frame.argc >= 2 && (frame.argIs(1, 'flush') || frame.argIs(1, 'delete') || frame.argIs(1, 'restore'))) {
         this.control.libraryMayBeGone();

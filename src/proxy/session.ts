@@ -106,7 +106,7 @@ export class Session {
     this.framer = new RequestFramer(options.limits);
     // Redis authenticates a new connection at once if the default user needs no password.
     const authenticated = !options.authRequired();
-    this.state = { registry: options.registry.all, authenticated, users: ['default'] };
+    this.state = { registry: options.registry.all, authenticated, users: ['default'], subscribed: false };
     this.counting = !authenticated;
     this.framer.unauthenticated = !authenticated;
     this.watchFirstReply = authenticated && options.initialDb === 0;
@@ -363,6 +363,7 @@ export class Session {
         authenticates = this.trackAuth(frame);
       } else if (isReset(frame)) {
         this.state.users = ['default'];
+        this.state.subscribed = false; // RESET unsubscribes too
         if (this.options.authRequired()) this.unauthenticatedByReset();
       } else if (frame.argLength(0) === 4 || frame.argLength(0) === 5) {
         // AUTH / HELLO ... AUTH of an authenticated client: its reply is not read (hot path), so
@@ -483,7 +484,11 @@ export class Session {
     if (drain !== null) chunk = drain.filter(chunk);
     if (chunk.length > 0 && !this.client.write(chunk)) this.upstream.pause();
     // Drained: every reply is back; the client's connection ends once they are written.
-    if (drain?.state === 'done') this.upstream.destroy();
+    if (drain?.state === 'done') {
+      // A RESP3 subscriber's marker reply looks like anyone's: it is closed last all the same.
+      if (this.state.subscribed) drain.state = 'subscribed';
+      else this.upstream.destroy();
+    }
     if (this.resetSync !== null) this.watchReset(raw);
   }
 
