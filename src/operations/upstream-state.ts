@@ -1,14 +1,13 @@
 // Whether Redis is reachable, as the control connection sees it, with one log line per change:
 // upstream_lost when it closes, upstream_back when it is ready again (ioredis retries in between:
-// each failed retry closes again, and is not a change). Metrics and readiness can read `up`.
+// each failed retry closes again, and is not a change). (Reconnects are counted for the metrics
+// in ProxyCounters; readiness asks Redis with a PING.)
 import type { Redis } from 'ioredis';
 import type { Log } from './logger.js';
 
 export class UpstreamState {
   /** Watched from a started proxy: the control connection is ready. */
   up = true;
-  /** Times it was lost since start. */
-  losses = 0;
   private lostAt = 0;
   private lastError: string | null = null;
   private stopped = false;
@@ -32,7 +31,6 @@ export class UpstreamState {
   private lost(): void {
     if (!this.up || this.stopped) return;
     this.up = false;
-    this.losses++;
     this.lostAt = Date.now();
     const reason = this.lastError;
     const upstream = this.name();
