@@ -343,6 +343,10 @@ describe('Sentinel failover', () => {
       const failovers = proxyEntries.slice(entriesFrom).filter((entry) => entry.event === 'failover');
       expect(failovers[0]).toEqual(expect.objectContaining({ level: 'info', master: `127.0.0.1:${group.other(old).port}`, previous: `127.0.0.1:${old.port}` }));
       expect(failovers.at(-1)).toEqual(expect.objectContaining({ master: `127.0.0.1:${master.port}` }));
+      // While no master was confirmed, the log said why.
+      expect(proxyEntries.slice(entriesFrom).find((entry) => entry.event === 'master_waiting')).toEqual(
+        expect.objectContaining({ level: 'warn', reason: expect.stringMatching(/failing the master over|answers ROLE|older configuration/) }),
+      );
       // Within a moment of settling, the proxy has no connection left on the server that is not the master.
       const leftovers = await waitFor(() => proxyConnectionsOn(replica), (lines) => lines.length === 0, 2000, 20);
       expect(leftovers).toEqual([]);

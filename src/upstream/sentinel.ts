@@ -19,6 +19,8 @@ import type { Log } from '../operations/logger.js';
 const QUERY_TIMEOUT_MS = 1000;
 /** How often to ask again while no master is confirmed (a failover in progress). */
 const RETRY_MS = 100;
+/** While no master is confirmed, why not is logged at most this often. */
+const WAITING_LOG_INTERVAL_MS = 5000;
 /** Suspicions (READONLY in a reply, a closed control connection) are acted on at most this often
  * (a value that merely contains "-READONLY " costs at most one round a second). */
 const SUSPECT_INTERVAL_MS = 1000;
@@ -51,6 +53,7 @@ export class MasterLocator extends EventEmitter {
   private lastSuspicion = 0;
   private stopped = false;
   private lastFailure = '';
+  private lastWaitingLog = 0;
 
   constructor(
     private readonly config: SentinelConfig,
@@ -117,6 +120,14 @@ export class MasterLocator extends EventEmitter {
     this.locate();
   }
 
+  /** No master confirmed after a round: say why (rate-limited; rounds repeat every RETRY_MS). */
+  private logWaiting(): void {
+    const now = Date.now();
+    if (now - this.lastWaitingLog < WAITING_LOG_INTERVAL_MS) return;
+    this.lastWaitingLog = now;
+    this.log.warn('master_waiting', `${this.description}: no master confirmed yet: ${this.lastFailure || 'no sentinel answered'}`, { reason: this.lastFailure || null });
+  }
+
   /** Queues one round of asking (rounds never overlap; one waiting round is enough). */
   private locate(): void {
     if (this.locatePending || this.stopped) return;
@@ -128,6 +139,7 @@ export class MasterLocator extends EventEmitter {
         this.lastFailure = error.message;
         return false;
       });
+      if (!found && !this.stopped) this.logWaiting();
       // One retry timer, however many rounds were asked for.
       if (!found && !this.stopped && !this.retry) {
         this.retry = setTimeout(() => {
