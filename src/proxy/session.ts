@@ -254,7 +254,6 @@ export class Session {
     } else if (error) {
       this.outgoing.push(error.upstreamTrigger);
     }
-    if (error) this.options.counters.protocolErrors++;
     this.stopHold = null;
     const chunkHold = this.chunkHold;
     this.chunkHold = null;
@@ -448,9 +447,10 @@ export class Session {
     this.framer.stop();
   }
 
-  /** Poisoned (Redis replies the error and closes), and said once in the log. */
+  /** Poisoned (Redis replies the error and closes): counted, and said in the (rate-limited) log. */
   private closeForProtocolError(error: ProtocolError): void {
     this.poison();
+    this.options.counters.protocolErrors++;
     const { remoteAddress, remotePort } = this.client;
     this.options.protocolError(remoteAddress === undefined ? 'unix socket' : `${remoteAddress}:${remotePort}`, error.message);
   }
