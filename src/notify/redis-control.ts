@@ -48,20 +48,28 @@ export async function inDatabase(redis: Redis, db: number, commands: ControlComm
 }
 
 /**
- * Runs the same commands in every database 0..count-1 in one pipeline (SELECT before each
- * database's); returns each database's replies, or throws the first error. Leaves the connection
- * in database 0.
+ * Runs each group's commands in its database, all in one pipeline (SELECT before each group's),
+ * leaving the connection in database 0; returns each group's replies, or throws the first error.
  */
-export async function inEveryDatabase(redis: Redis, count: number, commands: ControlCommand[]): Promise<unknown[][]> {
+export async function inDatabases(redis: Redis, groups: Array<{ db: number; commands: ControlCommand[] }>): Promise<unknown[][]> {
   const pipeline = redis.pipeline();
-  for (let db = 0; db < count; db++) {
+  for (const { db, commands } of groups) {
     pipeline.select(db);
     for (const command of commands) pipeline.callBuffer(...command);
   }
   pipeline.select(0);
   const results = ((await pipeline.exec()) ?? []) as Array<[Error | null, unknown]>;
-  const stride = commands.length + 1;
-  return Array.from({ length: count }, (_, db) => repliesOf(results.slice(db * stride + 1, (db + 1) * stride)));
+  let at = 0;
+  return groups.map(({ commands }) => {
+    const replies = repliesOf(results.slice(at + 1, at + 1 + commands.length));
+    at += commands.length + 1;
+    return replies;
+  });
+}
+
+/** The same commands in every database 0..count-1 (see inDatabases). */
+export function inEveryDatabase(redis: Redis, count: number, commands: ControlCommand[]): Promise<unknown[][]> {
+  return inDatabases(redis, Array.from({ length: count }, (_, db) => ({ db, commands })));
 }
 
 /** Redis's number of databases (CONFIG GET databases), or its default 16 if it may not be read. */

@@ -7,6 +7,7 @@
 import type { Redis } from 'ioredis';
 import { collectDefaultMetrics, Counter, Gauge, Registry, type Metric } from 'prom-client';
 import type { ControlPlane } from '../notify/control-plane.js';
+import { inDatabases, type ControlCommand } from '../notify/redis-control.js';
 import { EXPIRY_LAG_BUCKETS, type ProxyCounters } from './proxy-counters.js';
 
 /** Most target lists whose length one sample reads (LLEN each, one pipeline); more take turns. */
@@ -57,20 +58,13 @@ interface IndexSample {
 async function sampleExpiryIndex(controlPlane: ControlPlane): Promise<IndexSample[]> {
   const databases = controlPlane.watchedDatabases();
   if (!controlPlane.isActive || databases.length === 0) return [];
-  const pipeline = controlPlane.control.pipeline();
   const now = Math.floor(controlPlane.reaper.redisNow());
-  for (const db of databases) {
-    pipeline.select(db);
-    pipeline.zcard(controlPlane.names.expiry);
-    pipeline.zcount(controlPlane.names.expiry, '-inf', `(${now}`);
-  }
-  pipeline.select(0);
-  const results = ((await pipeline.exec()) ?? []) as Array<[Error | null, unknown]>;
-  return databases.map((db, i) => {
-    const [[entriesError, entries], [overdueError, overdue]] = [results[3 * i + 1], results[3 * i + 2]];
-    if (entriesError || overdueError) throw entriesError ?? overdueError;
-    return { db, entries: Number(entries), overdue: Number(overdue) };
-  });
+  const expiry = controlPlane.names.expiry;
+  const replies = await inDatabases(
+    controlPlane.control,
+    databases.map((db) => ({ db, commands: [['zcard', expiry], ['zcount', expiry, '-inf', `(${now}`]] as ControlCommand[] })),
+  );
+  return databases.map((db, i) => ({ db, entries: Number(replies[i][0]), overdue: Number(replies[i][1]) }));
 }
 
 /**
@@ -96,26 +90,16 @@ function targetSampler(controlPlane: ControlPlane): () => Promise<Array<{ db: nu
     const picked = [...targets, ...targets].slice(offset, offset + Math.min(TARGET_SAMPLE_MAX, targets.length));
     offset += picked.length;
     picked.sort((a, b) => a.db - b.db);
-    const pipeline = controlPlane.control.pipeline();
-    let db = -1;
-    const positions: number[] = [];
-    let position = 0;
+    // One group of LLENs per database, in the order picked.
+    const groups: Array<{ db: number; commands: ControlCommand[]; items: typeof picked }> = [];
     for (const item of picked) {
-      if (item.db !== db) {
-        pipeline.select(item.db);
-        position++;
-        db = item.db;
-      }
-      pipeline.llen(Buffer.from(item.target, 'latin1'));
-      positions.push(position++);
+      let group = groups.at(-1);
+      if (group?.db !== item.db) groups.push((group = { db: item.db, commands: [], items: [] }));
+      group.commands.push(['llen', Buffer.from(item.target, 'latin1')]);
+      group.items.push(item);
     }
-    pipeline.select(0);
-    const results = ((await pipeline.exec()) ?? []) as Array<[Error | null, unknown]>;
-    return picked.map((item, i) => {
-      const [error, length] = results[positions[i]];
-      if (error) throw error;
-      return { ...item, length: Number(length) };
-    });
+    const replies = await inDatabases(controlPlane.control, groups);
+    return groups.flatMap((group, g) => group.items.map((item, i) => ({ ...item, length: Number(replies[g][i]) })));
   };
 }
 
