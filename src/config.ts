@@ -106,6 +106,9 @@ export const DEFAULTS = {
   protectedMode: 'yes',
   drainMs: 10_000,
   maxClients: 10_000,
+  metricsPort: 0,
+  metricsBind: '127.0.0.1',
+  workers: 1,
 } as const;
 
 export class ConfigError extends Error {}
@@ -272,10 +275,10 @@ Options (each also from the environment variable shown, or as \`name value\` in 
                                 Redis has protected-mode yes and a default user without password
                                 (NOTIFYLIST_PROTECTED_MODE, default ${DEFAULTS.protectedMode})
   --metrics-port <port>         HTTP port of /metrics (Prometheus), /healthz and /readyz, 0: none
-                                (NOTIFYLIST_METRICS_PORT, default 0); on --metrics-bind <address>
-                                (NOTIFYLIST_METRICS_BIND, default 127.0.0.1)
+                                (NOTIFYLIST_METRICS_PORT, default ${DEFAULTS.metricsPort}); on --metrics-bind <address>
+                                (NOTIFYLIST_METRICS_BIND, default ${DEFAULTS.metricsBind})
   --workers <n>|auto            proxy processes sharing the ports, restarted if they die; auto:
-                                one per core (NOTIFYLIST_WORKERS, default 1: this process)
+                                one per core (NOTIFYLIST_WORKERS, default ${DEFAULTS.workers}: this process)
   --drain-ms <ms>               on SIGTERM / SIGINT: stop accepting, write the replies to what was
                                 forwarded, close idle clients, then blocked and subscribed ones,
                                 exit 0 within this long (NOTIFYLIST_DRAIN_MS, default ${DEFAULTS.drainMs})
@@ -415,12 +418,12 @@ function operationsSettings(
   values: Map<string, string>,
   portNumber: (name: string, fallback: number) => number,
 ): Pick<ProxyConfig, 'metricsPort' | 'metricsBind' | 'workers'> {
-  const workersText = values.get('workers') ?? '1';
+  const workersText = values.get('workers') ?? String(DEFAULTS.workers);
   const workers = workersText === 'auto' ? availableParallelism() : Number(workersText);
   if (!Number.isInteger(workers) || workers < 1 || workers > 1024) {
     throw new ConfigError(`--workers must be auto or an integer from 1 to 1024, got '${redact(workersText)}'`);
   }
-  return { metricsPort: portNumber('metrics-port', 0), metricsBind: values.get('metrics-bind') ?? '127.0.0.1', workers };
+  return { metricsPort: portNumber('metrics-port', DEFAULTS.metricsPort), metricsBind: values.get('metrics-bind') ?? DEFAULTS.metricsBind, workers };
 }
 
 function oneOf<T extends string>(values: Map<string, string>, name: string, allowed: readonly T[], fallback: T): T {
