@@ -35,7 +35,7 @@
 -- (registration, event-target count, expiry entry, lease) carries a tag made with the secret.
 
 -- Bumped whenever a function's interface or behaviour changes: a proxy never replaces a newer one.
-local LIBRARY_VERSION = 4
+local LIBRARY_VERSION = 5
 
 local PREFIX = '__PREFIX__'
 local REGISTRY = PREFIX .. 'registry'
@@ -192,34 +192,123 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
--- A registry value: <tag><owner length>:<owner><list>, the tag over (pattern, list, owner). The
--- owner is the ACL user who registered it ('' for registrations older than owners); the proxy
--- checks its rights for what it does for the registration under its own login.
-local function registry_value(pattern, list, owner)
-  return tag('registration', pattern, list, owner) .. #owner .. ':' .. owner .. list
+-- ---- Events and registrations ----
+
+-- Redis's keyevent names by notify-keyspace-events class (src/notify.c; the class of each
+-- notifyKeyspaceEvent call in src/t_*.c, db.c, expire.c, bitops.c, hyperloglog.c, geo.c, sort.c,
+-- cluster.c): a registration's EVENTS names events and classes.
+local EVENT_CLASSES = {
+  ['@generic'] = { 'del', 'expire', 'persist', 'rename_from', 'rename_to', 'move_from', 'move_to', 'copy_to',
+    'restore' },
+  ['@string'] = { 'set', 'setrange', 'incrby', 'incrbyfloat', 'append', 'setbit', 'pfadd' },
+  ['@list'] = { 'lpush', 'rpush', 'lpop', 'rpop', 'linsert', 'lset', 'lrem', 'ltrim', 'sortstore' },
+  ['@hash'] = { 'hset', 'hdel', 'hincrby', 'hincrbyfloat' },
+  ['@set'] = { 'sadd', 'srem', 'spop', 'sinterstore', 'sunionstore', 'sdiffstore' },
+  ['@zset'] = { 'zadd', 'zincr', 'zrem', 'zremrangebyscore', 'zremrangebyrank', 'zremrangebylex', 'zpopmin',
+    'zpopmax', 'zunionstore', 'zinterstore', 'zdiffstore', 'zrangestore', 'georadiusstore', 'geosearchstore' },
+  ['@stream'] = { 'xadd', 'xtrim', 'xdel', 'xsetid', 'xgroup-create', 'xgroup-createconsumer',
+    'xgroup-delconsumer', 'xgroup-destroy', 'xgroup-setid' },
+  ['@expired'] = { 'expired' },
+  ['@evicted'] = { 'evicted' },
+}
+-- @all is Redis's A (every class above); `new` (Redis's n) is an event of its own, not in @all.
+-- (Made on first use: a library's top level may not iterate, Redis loads it without `pairs`.)
+local EVENT_NAMES = nil
+local function event_names()
+  if EVENT_NAMES then return EVENT_NAMES end
+  local names, all = { new = true }, {}
+  for _, class in ipairs({ '@generic', '@string', '@list', '@hash', '@set', '@zset', '@stream', '@expired', '@evicted' }) do
+    for _, name in ipairs(EVENT_CLASSES[class]) do
+      names[name] = true
+      all[#all + 1] = name
+    end
+  end
+  EVENT_CLASSES['@all'] = all
+  EVENT_NAMES = names
+  return names
 end
 
--- The list and owner of a registry value the library made for `pattern`, else nil (no value, or
--- one written by hand). Checked values are remembered (one lookup next time; bounded).
+-- A registration without EVENTS: the earlier module's two events.
+local DEFAULT_EVENTS = 'set expired'
+local DEFAULT_FILTER = { set = true, expired = true }
+
+-- The filter (event name -> true) of an events text (names and classes, space-separated), made
+-- once per text.
+local filters = { [DEFAULT_EVENTS] = DEFAULT_FILTER }
+local function events_filter(text)
+  local filter = filters[text]
+  if filter then return filter end
+  event_names()
+  filter = {}
+  for word in string.gmatch(text, '%S+') do
+    for _, name in ipairs(EVENT_CLASSES[word] or { word }) do filter[name] = true end
+  end
+  filters[text] = filter
+  return filter
+end
+
+-- The events text of NOTIFYLIST.SET's EVENTS words (lowercased, duplicates dropped, in the
+-- given order), or nil and the first word that names no event or class.
+local function events_text(words)
+  local seen, text = {}, {}
+  for _, word in ipairs(words) do
+    local name = string.lower(word)
+    if not event_names()[name] and not EVENT_CLASSES[name] then return nil, word end
+    if not seen[name] then
+      seen[name] = true
+      text[#text + 1] = name
+    end
+  end
+  return table.concat(text, ' ')
+end
+
+-- A registry value: <tag><owner length>:<owner><list> (the default events: the tag over
+-- (pattern, list, owner)), or <tag>e<events length>:<events><owner length>:<owner><list> (the
+-- tag over (pattern, list, owner, events)). The owner is the ACL user who registered it ('' for
+-- registrations older than owners); the proxy checks its rights for what it does for the
+-- registration under its own login.
+local function registration_tag(pattern, list, owner, events)
+  if events == DEFAULT_EVENTS then return tag('registration', pattern, list, owner) end
+  return tag('registration', pattern, list, owner, events)
+end
+
+local function registry_value(pattern, list, owner, events)
+  local owned = #owner .. ':' .. owner .. list
+  if events == DEFAULT_EVENTS then return registration_tag(pattern, list, owner, events) .. owned end
+  return registration_tag(pattern, list, owner, events) .. 'e' .. #events .. ':' .. events .. owned
+end
+
+-- The list, owner, events filter and events text of a registry value the library made for
+-- `pattern`, else nil (no value, or one written by hand). Checked values are remembered (one
+-- lookup next time; bounded).
 local checked_values, checked_count = {}, 0
 local function registration(pattern, value)
   if not value then return nil end
   local known = checked_values[value]
-  if known and known.pattern == pattern then return known.list, known.owner end
-  local digits = string.match(value, '^(%d+):', 41)
+  if known and known.pattern == pattern then return known.list, known.owner, known.filter, known.events end
+  local at, events = 41, DEFAULT_EVENTS
+  local events_digits = string.match(value, '^e(%d+):', 41)
+  if events_digits then
+    at = 41 + 2 + #events_digits
+    events = string.sub(value, at, at + tonumber(events_digits) - 1)
+    at = at + #events
+  end
+  local digits = string.match(value, '^(%d+):', at)
   if not digits then return nil end
-  local owner_from = 41 + #digits + 1
+  local owner_from = at + #digits + 1
   local owner_to = owner_from + tonumber(digits) - 1
   if owner_to > #value then return nil end
   local owner, list = string.sub(value, owner_from, owner_to), string.sub(value, owner_to + 1)
-  if string.sub(value, 1, 40) ~= tag('registration', pattern, list, owner) then return nil end
+  if string.sub(value, 1, 40) ~= registration_tag(pattern, list, owner, events) then return nil end
   if checked_count >= 10000 then checked_values, checked_count = {}, 0 end
-  checked_values[value] = { pattern = pattern, list = list, owner = owner }
+  local filter = events_filter(events)
+  checked_values[value] = { pattern = pattern, list = list, owner = owner, filter = filter, events = events }
   checked_count = checked_count + 1
-  return list, owner
+  return list, owner, filter, events
 end
 
--- The list of `pattern` in this database's registry (nil: not registered), and its owner.
+-- The list of `pattern` in this database's registry (nil: not registered), its owner, its events
+-- filter and events text.
 local function registered_list(pattern)
   return registration(pattern, redis.call('HGET', REGISTRY, pattern))
 end
@@ -234,57 +323,98 @@ end
 -- Where the candidates start in the ARGV of notifylist_write (after the secret).
 local CANDIDATES_AT = 2
 local NO_LISTS = {} -- never modified
+-- Each lists table maps its list names (array part) to their filters (list name -> the events
+-- filter: the union of the filters of the key's registrations that point at the list).
+local unions = {}
+local function union(a, b)
+  if a == b then return a end
+  local by_b = unions[a]
+  if not by_b then
+    by_b = {}
+    unions[a] = by_b
+  end
+  local both = by_b[b]
+  if not both then
+    both = {}
+    for name in pairs(a) do both[name] = true end
+    for name in pairs(b) do both[name] = true end
+    by_b[b] = both
+  end
+  return both
+end
+
 local function verified_lists(argv, first, key_count)
   local count = tonumber(string.match(argv[first], '^%d+'))
   local current = {}
   local lists_by_key = {}
-  local grown = {} -- lists table -> list -> that table with the list added
-  -- `lists` with `list` added: one shared table per combination.
-  local function with(lists, list)
+  local grown = {} -- lists table -> list -> filter -> that table with the list (and filter) added
+  -- `lists` with `list` added under `filter`: one shared table per combination.
+  local function with(lists, list, filter)
     local by_list = grown[lists]
     if not by_list then
       by_list = {}
       grown[lists] = by_list
     end
-    local more = by_list[list]
+    local by_filter = by_list[list]
+    if not by_filter then
+      by_filter = {}
+      by_list[list] = by_filter
+    end
+    local more = by_filter[filter]
     if not more then
-      more = { [list] = true }
+      more = {}
       for n, name in ipairs(lists) do
         more[n] = name
-        more[name] = true
+        more[name] = lists[name]
       end
-      more[#more + 1] = list
-      by_list[list] = more
+      if more[list] then
+        more[list] = union(more[list], filter)
+      else
+        more[#more + 1] = list
+        more[list] = filter
+      end
+      by_filter[filter] = more
     end
     return more
   end
   for i = 0, count - 1 do
     local base = first + 1 + 3 * i
     local indexes, pattern, list = argv[base], argv[base + 1], argv[base + 2]
-    local registered = current[pattern]
-    if registered == nil then
-      registered = registered_list(pattern) or false
-      current[pattern] = registered
+    local known = current[pattern]
+    if known == nil then
+      local registered, _, filter = registered_list(pattern)
+      known = registered and { list = registered, filter = filter } or false
+      current[pattern] = known
     end
-    if registered == list then
+    if known and known.list == list then
+      local filter = known.filter
       local from, to = tonumber(indexes), nil
       if not from then
         from, to = string.match(indexes, '^(%d+)-(%d+)$')
         from = tonumber(from)
       end
       to = math.min(tonumber(to) or from, key_count)
-      local alone = with(NO_LISTS, list)
+      local alone = with(NO_LISTS, list, filter)
       for key_index = from, to do
         local lists = lists_by_key[key_index]
         if lists == nil then
           lists_by_key[key_index] = alone -- the common case: the key's first list
-        elseif not lists[list] then
-          lists_by_key[key_index] = with(lists, list)
+        elseif lists[list] ~= filter then
+          lists_by_key[key_index] = with(lists, list, filter)
         end
       end
     end
   end
   return lists_by_key, first + 1 + 3 * count
+end
+
+-- Does some list of `lists` take `op`?
+local function wants(lists, op)
+  if not lists then return false end
+  for n = 1, #lists do
+    if lists[lists[n]][op] then return true end
+  end
+  return false
 end
 
 local function is_error(reply)
@@ -478,6 +608,10 @@ local SET_FAMILY = { set = true, setnx = true, setex = true, psetex = true, gets
 -- Commands after which the library reads nothing of the written keys (the outcome is known:
 -- MSET leaves no TTL, DEL removes the key).
 local NO_READS_AFTER = { mset = true, del = true, unlink = true }
+-- Multi-key commands whose written keys stay lists or go: one of them may be an event list of
+-- another (every other command writing an event list of one of its keys is refused: it could
+-- change the list's type before the events are pushed).
+local LIST_SAFE = { rpoplpush = true, lmove = true, lmpop = true, del = true, unlink = true, move = true }
 
 -- Refuses (before anything is written) what would make the function fail halfway: an event
 -- list that holds another type (or that the command itself would overwrite before its events are
@@ -508,7 +642,7 @@ local function check_targets(keys, lists_by_key, name)
       end
     end
   end
-  if SET_FAMILY[name] then
+  if not LIST_SAFE[name] then
     for _, key in ipairs(keys) do
       if lists_seen[key] then
         return redis.error_reply('ERR notifylist: ' .. name .. ' would overwrite the event list ' .. key .. ' of a key it writes')
@@ -533,23 +667,30 @@ end
 -- Events pushed during the current notifylist_write call, by op (it tells the calling proxy).
 local pushed_by_op = {}
 
--- The text arrays of the lists in `lists` (made on first use).
-local function arrays_of(events, lists)
-  local arrays = events.by_table[lists]
+-- The text arrays of the lists in `lists` that take `op` (made on first use).
+local function arrays_of(events, lists, op)
+  local by_op = events.by_table[lists]
+  if not by_op then
+    by_op = {}
+    events.by_table[lists] = by_op
+  end
+  local arrays = by_op[op]
   if arrays then return arrays end
   arrays = {}
   local by_list = events.lists
   for n = 1, #lists do
     local list = lists[n]
-    local texts = by_list[list]
-    if not texts then
-      texts = { n = 0 }
-      by_list[list] = texts
-      by_list[#by_list + 1] = list
+    if lists[list][op] then
+      local texts = by_list[list]
+      if not texts then
+        texts = { n = 0 }
+        by_list[list] = texts
+        by_list[#by_list + 1] = list
+      end
+      arrays[#arrays + 1] = texts
     end
-    arrays[n] = texts
   end
-  events.by_table[lists] = arrays
+  by_op[op] = arrays
   return arrays
 end
 
@@ -564,7 +705,9 @@ local function append_text(arrays, text)
 end
 
 local function add_event(events, key, op, lists)
-  local added = append_text(arrays_of(events, lists), event_text(key, op, events.plain))
+  local arrays = arrays_of(events, lists, op)
+  if #arrays == 0 then return end
+  local added = append_text(arrays, event_text(key, op, events.plain))
   events.count = events.count + added
   events.ops[op] = (events.ops[op] or 0) + added
 end
@@ -578,15 +721,19 @@ local function add_events(events, keys, lists_by_key, op)
   for index = 1, #keys do
     local lists = lists_by_key[index]
     if lists then
-      local key = keys[index]
-      local text
-      if plain then text = '{"key":"' .. key .. suffix else text = event_text(key, op) end
       if lists ~= current then
         current = lists
-        arrays = arrays_of(events, lists)
+        arrays = arrays_of(events, lists, op)
         single = #arrays == 1 and arrays[1] or nil
       end
-      if single then
+      local text = nil
+      if #arrays > 0 then
+        local key = keys[index]
+        if plain then text = '{"key":"' .. key .. suffix else text = event_text(key, op) end
+      end
+      if not text then
+        -- (no list of this key takes op)
+      elseif single then
         local n = single.n + 1
         single.n = n
         single[n] = text
@@ -695,15 +842,21 @@ local function settle(key, lists, now, deadline, expired_by_redis)
   return pushed, true, false, deadline
 end
 
--- SET's condition: 'nx', 'xx' or nil. (A value equal to "NX" is never at an option position
--- that matters: with a conflicting or misplaced option Redis answers a syntax error.)
-local function set_condition(args)
-  local condition = nil
+-- SET's condition ('nx', 'xx' or nil) and whether it sets a TTL (EX, PX, EXAT, PXAT). (A value
+-- equal to "NX" is never at an option position that matters: with a conflicting or misplaced
+-- option Redis answers a syntax error.)
+local SET_TTL_OPTIONS = { ex = true, px = true, exat = true, pxat = true }
+local function set_options(args)
+  local condition, ttl = nil, false
   for i = 4, #args do
     local option = string.lower(args[i])
-    if option == 'nx' or option == 'xx' then condition = option end
+    if option == 'nx' or option == 'xx' then
+      condition = option
+    elseif SET_TTL_OPTIONS[option] then
+      ttl = true
+    end
   end
-  return condition
+  return condition, ttl
 end
 
 local function run_command(name, args)
@@ -728,7 +881,7 @@ local function run_command(name, args)
   return redis.pcall(unpack(args))
 end
 
--- Did the command write? For SET, `condition` is its NX/XX (set_condition) and `before_exists`
+-- Did the command write? For SET, `condition` is its NX/XX (set_options) and `before_exists`
 -- whether the key existed before the command (read only for NX/XX).
 local function command_wrote(name, reply, condition, before_exists)
   if is_error(reply) then return false end
@@ -741,9 +894,8 @@ local function command_wrote(name, reply, condition, before_exists)
   return true -- setex, psetex, getset, mset
 end
 
--- Keeps a key's index entry true after a command that may have changed its TTL or removed it
--- (EXPIRE*, PERSIST, GETEX, DEL, UNLINK, GETDEL, RENAME*, COPY, RESTORE). A key that is gone was
--- deleted, not expired: its entry is dropped without an event.
+-- Keeps a key's index entry true after a command that may have changed its TTL or removed it.
+-- A key that is gone was deleted, not expired: its entry is dropped without an event.
 local function sync_index(key, had_entry, surely_exists)
   local deadline = surely_exists and redis.call('PEXPIRETIME', key) or key_deadline(key)
   if deadline > 0 then
@@ -764,26 +916,6 @@ local function copy_target_db(args)
   return nil
 end
 
--- A key that left this database (MOVE, COPY ... DB): index it in its new database, under the
--- registrations of that database. Must run last: it leaves this function in the other database.
--- Runs after the write, so it cannot refuse: an event list there that cannot take events is
--- skipped.
-local function index_in_other_db(db, key, argv, now)
-  redis.call('SELECT', db)
-  local lists_by_key = verified_lists(argv, CANDIDATES_AT, 2)
-  drop_targets({ key, key }, lists_by_key)
-  local lists = lists_by_key[2]
-  if not lists then return end
-  local usable = {}
-  for _, list in ipairs(lists) do
-    if list_problem(list) == nil then usable[#usable + 1] = list end
-  end
-  -- An indexed incarnation there that ran out before the command (MOVE/COPY deleted it as
-  -- expired when they looked the destination up) is reported now, before its entry is reused.
-  settle(key, usable, now, nil, true)
-  sync_index(key)
-end
-
 -- A large MSET/MSETNX/DEL/UNLINK comes with no KEYS (see rewrite.ts keysInArgs): its keys, from
 -- the command's own arguments.
 local function keys_in_args(name, args)
@@ -798,9 +930,475 @@ local function keys_in_args(name, args)
   return keys
 end
 
+-- ---- The events of each write command (REDIS-FACTS.md: keyspace event names per write) ----
+-- A command's model sees `c`: its name, args (args[1] the command), reply (RESP3 conversion),
+-- keys (its written keys in the order rewrite.ts declares them), lists (key index -> lists) and
+-- `existed` (key -> whether it existed before the command, read for keys whose lists take `new`
+-- and for every key of the commands in READS_BEFORE). `c.before` holds what a model's `before`
+-- read ahead of the command. It emits Redis's events in Redis's order; emit() keeps those the
+-- key's lists take.
+
+local function emit(c, index, op)
+  local lists = c.lists[index]
+  if lists then add_event(c.events, c.keys[index], op, lists) end
+end
+
+local function exists_after(c, index)
+  local key = c.keys[index]
+  local known = c.exists[key]
+  if known == nil then
+    known = key_exists(key)
+    c.exists[key] = known
+  end
+  return known
+end
+
+-- `new` if the command created the key (Redis's dbAdd on a key that did not exist).
+local function created(c, index)
+  local key = c.keys[index]
+  if c.existed[key] == false and exists_after(c, index) then
+    emit(c, index, 'new')
+    c.existed[key] = true
+  end
+end
+
+-- `del` if the command removed the key (a container left empty).
+local function emptied(c, index)
+  if not exists_after(c, index) then emit(c, index, 'del') end
+end
+
+local function lower_at(args, i)
+  return args[i] and string.lower(args[i]) or nil
+end
+
+-- A reply that says something was returned: not a null, an empty array or an empty set.
+local function nonempty(reply)
+  if reply == nil or reply == false then return false end
+  if type(reply) ~= 'table' then return true end
+  if reply.set then return next(reply.set) ~= nil end
+  if reply.map then return next(reply.map) ~= nil end
+  if reply.ok or reply.double or reply.big_number then return true end
+  return reply[1] ~= nil
+end
+
+local function positive(reply)
+  return type(reply) == 'number' and reply > 0
+end
+
+local function ok(reply)
+  return type(reply) == 'table' and reply.ok ~= nil
+end
+
+-- Pure event models.
+local function always(op)
+  return function(c)
+    created(c, 1)
+    emit(c, 1, op)
+  end
+end
+
+local function when(op, test)
+  return function(c)
+    if test(c.reply) then
+      created(c, 1)
+      emit(c, 1, op)
+    end
+  end
+end
+
+-- `op` and then `del` if the key is left empty (pops and removals).
+local function removing(op, test)
+  return function(c)
+    if test(c.reply) then
+      emit(c, 1, op)
+      emptied(c, 1)
+    end
+  end
+end
+
+-- The *STORE commands: `op` on the destination (keys[1]) if the result is not empty, else `del`
+-- if the destination existed.
+local function storing(op)
+  return function(c)
+    if positive(c.reply) then
+      created(c, 1)
+      emit(c, 1, op)
+    elseif c.existed[c.keys[1]] then
+      emit(c, 1, 'del')
+    end
+  end
+end
+
+-- EXPIRE*, GETEX with a time: `expire`, or `del` when the time has passed (Redis deletes the key).
+local function expiring(c)
+  if exists_after(c, 1) then emit(c, 1, 'expire') else emit(c, 1, 'del') end
+end
+
+-- LMOVE-like: pushes on the destination first, then pops from the source.
+local function moving(c, from, to)
+  if not nonempty(c.reply) then return end
+  created(c, 2)
+  emit(c, 2, to == 'left' and 'lpush' or 'rpush')
+  emit(c, 1, from == 'left' and 'lpop' or 'rpop')
+  emptied(c, 1)
+end
+
+-- LMPOP/ZMPOP: the key the reply names (keys are the command's keys in order).
+local function popped_from(c, op)
+  if not nonempty(c.reply) then return end
+  for index, key in ipairs(c.keys) do
+    if key == c.reply[1] then
+      emit(c, index, op)
+      emptied(c, index)
+      return
+    end
+  end
+end
+
+-- The members of a ZADD / GEOADD: after the options, every `step`-th argument from the first
+-- score (ZADD) or longitude (GEOADD) on, offset by `offset`.
+local ZADD_OPTIONS = { nx = true, xx = true, gt = true, lt = true, ch = true, incr = true }
+local function zadd_members(args, options, step, offset)
+  local first, incr = 3, false
+  while args[first] and options[string.lower(args[first])] do
+    if string.lower(args[first]) == 'incr' then incr = true end
+    first = first + 1
+  end
+  local members = {}
+  for i = first + offset, #args, step do members[#members + 1] = args[i] end
+  return members, incr
+end
+
+-- The scores of members (false: not a member), or nil if they cannot be read.
+local function scores_of(key, members)
+  if #members == 0 then return {} end
+  local reply = redis.pcall('ZMSCORE', key, unpack(members))
+  if is_error(reply) then return nil end
+  return reply
+end
+
+local function scores_changed(before, after)
+  if not before or not after then return false end
+  for i = 1, #after do
+    if before[i] ~= after[i] then return true end
+  end
+  return false
+end
+
+-- A score as Redis reads it (strtod, with inf), or nil.
+local function score_number(text)
+  local lower = string.lower(text)
+  if lower == 'inf' or lower == '+inf' then return math.huge end
+  if lower == '-inf' then return -math.huge end
+  return tonumber(text)
+end
+
+-- Did ZADD add a member or change a score? Its pairs replayed in order over the scores before
+-- (Redis's zsetAdd: NX, XX, GT, LT, INCR; an unchanged score is no update). nil: cannot tell.
+local function zadd_changed(args, before)
+  local flags, first = {}, 3
+  while args[first] and ZADD_OPTIONS[string.lower(args[first])] do
+    flags[string.lower(args[first])] = true
+    first = first + 1
+  end
+  local current, n = {}, 0
+  for i = first + 1, #args, 2 do
+    n = n + 1
+    if current[args[i]] == nil then current[args[i]] = before[n] and score_number(before[n]) or false end
+  end
+  for i = first, #args - 1, 2 do
+    local score, member = score_number(args[i]), args[i + 1]
+    if not score then return nil end
+    local old = current[member]
+    if old == false then
+      if not flags.xx then return true end
+    elseif not flags.nx then
+      local new = flags.incr and old + score or score
+      if not (flags.gt and new <= old) and not (flags.lt and new >= old) and new ~= old then return true end
+    end
+  end
+  return false
+end
+
+-- ZADD, ZINCRBY and GEOADD: `zadd` (`zincr` with INCR) if a member was added or its score changed.
+-- ZADD and ZINCRBY replay their pairs; GEOADD (whose scores are geohashes) compares the scores
+-- after with those before.
+local function scoring(options, step, offset, replay)
+  return {
+    before = function(c)
+      local members, incr = zadd_members(c.args, options, step, offset)
+      c.before.members, c.before.incr = members, incr
+      c.before.scores = scores_of(c.keys[1], members)
+    end,
+    after = function(c)
+      local changed = nil
+      if replay and c.before.scores then changed = replay(c.args, c.before.scores) end
+      if changed == nil then changed = scores_changed(c.before.scores, scores_of(c.keys[1], c.before.members)) end
+      if changed then
+        created(c, 1)
+        emit(c, 1, (c.before.incr or c.name == 'zincrby') and 'zincr' or 'zadd')
+      end
+    end,
+  }
+end
+
+-- Does the consumer exist in the group of the stream? (XINFO CONSUMERS; false if unknown.)
+local function has_consumer(key, group, consumer)
+  local reply = redis.pcall('XINFO', 'CONSUMERS', key, group)
+  if is_error(reply) then return false end
+  for _, info in ipairs(reply) do
+    for i = 1, #info - 1, 2 do
+      if info[i] == 'name' and info[i + 1] == consumer then return true end
+    end
+  end
+  return false
+end
+
+-- XREADGROUP, XCLAIM, XAUTOCLAIM: `xgroup-createconsumer` on each stream where they created the
+-- consumer. `where(args)`: the group and the consumer.
+local function consuming(where)
+  return {
+    before = function(c)
+      local group, consumer = where(c.args)
+      c.before.group, c.before.consumer, c.before.had = group, consumer, {}
+      for index, key in ipairs(c.keys) do
+        if c.lists[index] then c.before.had[index] = has_consumer(key, group, consumer) end
+      end
+    end,
+    after = function(c)
+      for index, key in ipairs(c.keys) do
+        if c.lists[index] and not c.before.had[index] and has_consumer(key, c.before.group, c.before.consumer) then
+          emit(c, index, 'xgroup-createconsumer')
+        end
+      end
+    end,
+  }
+end
+
+local function string_length(key)
+  local n = redis.pcall('STRLEN', key)
+  return type(n) == 'number' and n or 0
+end
+
+-- Every write command the proxy rewrites (rewrite.ts) other than the SET family: its events, from
+-- its reply and what was read before it ran. A model is a function (after the command) or
+-- { before = ..., after = ... }.
+local MODELS = {
+  -- strings
+  getex = {
+    before = function(c) c.before.ttl = key_deadline(c.keys[1]) > 0 end,
+    after = function(c)
+      if not nonempty(c.reply) then return end
+      for i = 3, #c.args do
+        local option = string.lower(c.args[i])
+        if SET_TTL_OPTIONS[option] then return expiring(c) end
+        if option == 'persist' then
+          if c.before.ttl then emit(c, 1, 'persist') end
+          return
+        end
+      end
+    end,
+  },
+  getdel = function(c)
+    if nonempty(c.reply) then emit(c, 1, 'del') end
+  end,
+  append = always('append'),
+  setrange = function(c)
+    if c.args[4] ~= '' then
+      created(c, 1)
+      emit(c, 1, 'setrange')
+    end
+  end,
+  incr = always('incrby'), decr = always('incrby'), incrby = always('incrby'), decrby = always('incrby'),
+  incrbyfloat = always('incrbyfloat'),
+  setbit = {
+    before = function(c) c.before.length = string_length(c.keys[1]) end,
+    after = function(c)
+      if c.existed[c.keys[1]] == false or tostring(c.reply) ~= c.args[4] or string_length(c.keys[1]) > c.before.length then
+        created(c, 1)
+        emit(c, 1, 'setbit')
+      end
+    end,
+  },
+  bitfield = {
+    before = function(c) c.before.value = redis.pcall('GET', c.keys[1]) end,
+    after = function(c)
+      local value = redis.pcall('GET', c.keys[1])
+      if (c.existed[c.keys[1]] == false and exists_after(c, 1)) or value ~= c.before.value then
+        created(c, 1)
+        emit(c, 1, 'setbit')
+      end
+    end,
+  },
+  bitop = storing('set'),
+  pfadd = when('pfadd', function(reply) return reply == 1 end),
+  pfmerge = always('pfadd'),
+  -- lists
+  lpush = always('lpush'), rpush = always('rpush'),
+  lpushx = when('lpush', positive), rpushx = when('rpush', positive),
+  linsert = when('linsert', positive),
+  lset = when('lset', ok),
+  lpop = removing('lpop', nonempty), rpop = removing('rpop', nonempty),
+  ltrim = function(c)
+    if c.existed[c.keys[1]] then
+      emit(c, 1, 'ltrim')
+      emptied(c, 1)
+    end
+  end,
+  lrem = removing('lrem', positive),
+  rpoplpush = function(c) moving(c, 'right', 'left') end,
+  lmove = function(c) moving(c, lower_at(c.args, 4), lower_at(c.args, 5)) end,
+  lmpop = function(c)
+    popped_from(c, lower_at(c.args, 3 + tonumber(c.args[2])) == 'left' and 'lpop' or 'rpop')
+  end,
+  -- hashes
+  hset = always('hset'), hmset = always('hset'),
+  hsetnx = when('hset', function(reply) return reply == 1 end),
+  hincrby = always('hincrby'), hincrbyfloat = always('hincrbyfloat'),
+  hdel = removing('hdel', positive),
+  -- sets
+  sadd = when('sadd', positive),
+  srem = removing('srem', positive),
+  smove = {
+    before = function(c) c.before.member = redis.pcall('SISMEMBER', c.keys[2], c.args[4]) == 1 end,
+    after = function(c)
+      if c.reply ~= 1 or c.keys[1] == c.keys[2] then return end
+      emit(c, 1, 'srem')
+      emptied(c, 1)
+      created(c, 2)
+      if not c.before.member then emit(c, 2, 'sadd') end
+    end,
+  },
+  spop = removing('spop', nonempty),
+  sinterstore = storing('sinterstore'), sunionstore = storing('sunionstore'), sdiffstore = storing('sdiffstore'),
+  -- sorted sets
+  zadd = scoring(ZADD_OPTIONS, 2, 1, zadd_changed),
+  zincrby = scoring({}, 2, 1, function(args, before)
+    return zadd_changed({ args[1], args[2], 'incr', args[3], args[4] }, before)
+  end),
+  zrem = removing('zrem', positive),
+  zremrangebyscore = removing('zremrangebyscore', positive),
+  zremrangebyrank = removing('zremrangebyrank', positive),
+  zremrangebylex = removing('zremrangebylex', positive),
+  zpopmin = removing('zpopmin', nonempty), zpopmax = removing('zpopmax', nonempty),
+  zmpop = function(c)
+    popped_from(c, lower_at(c.args, 3 + tonumber(c.args[2])) == 'min' and 'zpopmin' or 'zpopmax')
+  end,
+  zunionstore = storing('zunionstore'), zinterstore = storing('zinterstore'), zdiffstore = storing('zdiffstore'),
+  zrangestore = storing('zrangestore'),
+  geoadd = scoring({ nx = true, xx = true, ch = true }, 3, 2),
+  georadius = storing('georadiusstore'), georadiusbymember = storing('georadiusstore'),
+  geosearchstore = storing('geosearchstore'),
+  -- streams
+  xadd = {
+    before = function(c)
+      local n = redis.pcall('XLEN', c.keys[1])
+      c.before.length = type(n) == 'number' and n or 0
+    end,
+    after = function(c)
+      if not nonempty(c.reply) then return end
+      created(c, 1)
+      emit(c, 1, 'xadd')
+      local n = redis.pcall('XLEN', c.keys[1])
+      if type(n) == 'number' and n < c.before.length + 1 then emit(c, 1, 'xtrim') end
+    end,
+  },
+  xtrim = when('xtrim', positive),
+  xdel = when('xdel', positive),
+  xsetid = when('xsetid', ok),
+  xgroup = {
+    before = function(c)
+      if lower_at(c.args, 2) == 'delconsumer' then c.before.had = has_consumer(c.keys[1], c.args[4], c.args[5]) end
+    end,
+    after = function(c)
+      local sub, reply = lower_at(c.args, 2), c.reply
+      if sub == 'create' and ok(reply) then
+        created(c, 1)
+        emit(c, 1, 'xgroup-create')
+      elseif sub == 'setid' and ok(reply) then
+        emit(c, 1, 'xgroup-setid')
+      elseif sub == 'destroy' and reply == 1 then
+        emit(c, 1, 'xgroup-destroy')
+      elseif sub == 'createconsumer' and reply == 1 then
+        emit(c, 1, 'xgroup-createconsumer')
+      elseif sub == 'delconsumer' and c.before.had then
+        emit(c, 1, 'xgroup-delconsumer')
+      end
+    end,
+  },
+  xreadgroup = consuming(function(args)
+    for i = 2, #args - 2 do
+      if string.lower(args[i]) == 'group' then return args[i + 1], args[i + 2] end
+    end
+    return '', ''
+  end),
+  xclaim = consuming(function(args) return args[3], args[4] end),
+  xautoclaim = consuming(function(args) return args[3], args[4] end),
+  -- generic
+  persist = when('persist', positive),
+  rename = function(c)
+    if is_error(c.reply) or c.reply == 0 or c.keys[1] == c.keys[2] then return end
+    emit(c, 2, 'new') -- the destination is always added anew (an old one is deleted first)
+    emit(c, 1, 'rename_from')
+    emit(c, 2, 'rename_to')
+  end,
+  restore = function(c)
+    if not ok(c.reply) then return end
+    if exists_after(c, 1) then
+      emit(c, 1, 'new') -- always added anew (REPLACE deletes the old one first)
+      emit(c, 1, 'restore')
+    elseif c.existed[c.keys[1]] then
+      emit(c, 1, 'del') -- a TTL already in the past: REPLACE deleted the old key, nothing added
+    end
+  end,
+  sort = storing('sortstore'),
+}
+MODELS.renamenx = MODELS.rename
+MODELS.expire = function(c)
+  if c.reply == 1 then expiring(c) end
+end
+MODELS.pexpire, MODELS.expireat, MODELS.pexpireat = MODELS.expire, MODELS.expire, MODELS.expire
+-- (COPY and MOVE: see copy_or_move; DEL and UNLINK: see the write function.)
+
+-- The commands that need `existed` for every key with lists, whatever the lists take.
+local READS_BEFORE = { ltrim = true, setbit = true, bitfield = true, bitop = true,
+  sinterstore = true, sunionstore = true, sdiffstore = true, zunionstore = true, zinterstore = true,
+  zdiffstore = true, zrangestore = true, georadius = true, georadiusbymember = true, geosearchstore = true,
+  sort = true, restore = true }
+-- The commands that can give a key a TTL (every other one only keeps or removes it).
+local GIVES_TTL = { getex = true, expire = true, pexpire = true, expireat = true, pexpireat = true,
+  restore = true, rename = true, renamenx = true, copy = true }
+
+-- A key that left this database (MOVE, COPY ... DB): its events (`ops`) and index entry in its new
+-- database, under the registrations of that database. Must run last: it leaves this function in
+-- the other database. Runs after the write, so it cannot refuse: an event list there that cannot
+-- take events is skipped.
+local function arrive_in_other_db(db, key, argv, now, ops)
+  redis.call('SELECT', db)
+  local lists_by_key = verified_lists(argv, CANDIDATES_AT, 2)
+  drop_targets({ key, key }, lists_by_key)
+  local lists = lists_by_key[2]
+  if not lists then return end
+  local usable = {}
+  for _, list in ipairs(lists) do
+    if list_problem(list) == nil then
+      usable[#usable + 1] = list
+      usable[list] = lists[list]
+    end
+  end
+  -- An indexed incarnation there that ran out before the command (MOVE/COPY deleted it as
+  -- expired when they looked the destination up) is reported now, before its entry is reused.
+  settle(key, usable, now, nil, true)
+  local events = new_events()
+  for _, op in ipairs(ops) do add_event(events, key, op, usable) end
+  push_events(events)
+  sync_index(key)
+end
+
 -- FCALL notifylist_write <numkeys> <keys...> <secret> <candidates...> <command> <args...>
--- Runs the client's command with pcall and, only if it wrote, pushes one `set` event per
--- (written key, verified list); keeps the expiry index true. Returns the command's own reply.
+-- Runs the client's command with pcall and, only if it wrote, pushes Redis's events of the
+-- command (MODELS) per (written key, verified list that takes the event); keeps the expiry index
+-- true. Returns the command's own reply.
 -- The reply must stay the command's, so the events pushed go to the calling proxy's counter
 -- (`<n>/<proxy counter>` in the candidates) in STATS, field `<proxy counter>:<op>`.
 -- Candidate key indexes refer to KEYS (a large MSET, MSETNX, DEL or UNLINK: to its keys, sent
@@ -838,17 +1436,26 @@ local function notifylist_write(keys, argv, allowed)
   refused = check_targets(keys, lists_by_key, name)
   if refused then return refused end
   local entries = index_entries(keys, lists_by_key)
-  if next(entries) ~= nil and NO_READS_AFTER[name] then
-    -- Settling reads the keys that have entries.
-    for index in pairs(entries) do
+  local is_del = name == 'del' or name == 'unlink'
+  -- What must be read of the keys before the command: whether they exist, for `new` and the
+  -- models that need it (DEL: only for `del`).
+  local existed, reads_before = {}, READS_BEFORE[name]
+  local reading = {}
+  for index, lists in pairs(lists_by_key) do
+    if reads_before or wants(lists, 'new') or (is_del and wants(lists, 'del')) then reading[index] = true end
+  end
+  if NO_READS_AFTER[name] then
+    -- Settling and `existed` read the keys.
+    for index in pairs(entries) do reading[index] = true end
+    for index in pairs(reading) do
       refused = check_key_reads(keys[index])
       if refused then return refused end
     end
   end
 
-  local condition, before_exists = nil, nil
+  local condition, set_ttl, before_exists = nil, false, nil
   if name == 'set' and lists_by_key[1] then
-    condition = set_condition(args)
+    condition, set_ttl = set_options(args)
     if condition then before_exists = key_exists(keys[1]) end
   end
   local other_db = (name == 'move' and args[3]) or (name == 'copy' and copy_target_db(args)) or nil
@@ -869,56 +1476,105 @@ local function notifylist_write(keys, argv, allowed)
   local before = nil
   if other_db then before = now_ms() end
 
+  for index in pairs(reading) do
+    local key = keys[index]
+    if existed[key] == nil then
+      if index == 1 and before_exists ~= nil then existed[key] = before_exists else existed[key] = key_exists(key) end
+    end
+  end
+  local c = { name = name, args = args, keys = keys, lists = lists_by_key, existed = existed, exists = {}, before = {} }
+  local model = MODELS[name]
+  local after = model
+  if type(model) == 'table' then
+    after = model.after
+    if model.before and next(lists_by_key) ~= nil then model.before(c) end
+  end
+
   -- RESP3 conversion keeps a null a null (RESP2 would turn it into false, which a RESP3 client
   -- would receive as #f); the function's return value is then encoded for the client's protocol.
   redis.setresp(3)
   local reply = run_command(name, args)
   redis.setresp(2)
+  c.reply = reply
 
-  if SET_FAMILY[name] then
+  if is_error(reply) or next(lists_by_key) == nil then
+    -- No event where Redis publishes none.
+  elseif SET_FAMILY[name] then
     if command_wrote(name, reply, condition, before_exists) then
       local events = new_events(keys)
+      c.events = events
       local unindexed = {}
       if name == 'mset' or name == 'msetnx' then
-        add_events(events, keys, lists_by_key, 'set')
+        if next(reading) == nil then
+          add_events(events, keys, lists_by_key, 'set')
+        else
+          for index, key in ipairs(keys) do
+            c.exists[key] = true -- (written: it exists, even with a deadline already past)
+            created(c, index)
+            emit(c, index, 'set')
+          end
+        end
         -- They leave the keys without a TTL.
         for index, remains in pairs(indexed) do
           if remains then unindexed[#unindexed + 1] = keys[index] end
         end
       else
-        for index, key in ipairs(keys) do
-          local lists = lists_by_key[index]
-          if lists then
-            add_event(events, key, 'set', lists)
-            if sync_index(key, indexed[index] or false, true) == -2 then
-              -- A deadline already in the past (SET ... PXAT <past>): Redis drops the key at once.
-              add_event(events, key, 'expired', lists)
-            end
+        local lists = lists_by_key[1]
+        if lists then
+          local key = keys[1]
+          c.exists[key] = true
+          created(c, 1)
+          add_event(events, key, 'set', lists)
+          if set_ttl or name == 'setex' or name == 'psetex' then add_event(events, key, 'expire', lists) end
+          if sync_index(key, indexed[1] or false, true) == -2 then
+            -- A deadline already in the past (SET ... PXAT <past>): Redis drops the key at once.
+            add_event(events, key, 'expired', lists)
           end
         end
       end
       unindex_keys(unindexed)
       push_events(events)
     end
-  elseif not is_error(reply) then
-    if name == 'move' then
-      if reply == 1 then
-        unindex_key(keys[1])
-        index_in_other_db(args[3], keys[1], argv, before)
+  elseif is_del then
+    -- Whatever they found is gone now: its entry goes, without an event.
+    c.events = new_events(keys)
+    local unindexed = {}
+    for index, key in ipairs(keys) do
+      if indexed[index] then unindexed[#unindexed + 1] = key end
+      if existed[key] and lists_by_key[index] then
+        emit(c, index, 'del')
+        existed[key] = false -- DEL k k deletes it once
       end
-    elseif name == 'copy' and copy_target_db(args) then
-      if reply == 1 then index_in_other_db(copy_target_db(args), keys[2], argv, before) end
-    elseif name == 'del' or name == 'unlink' then
-      -- Whatever they found is gone now: its entry goes, without an event.
-      local unindexed = {}
-      for index, key in ipairs(keys) do
-        if indexed[index] then unindexed[#unindexed + 1] = key end
+    end
+    unindex_keys(unindexed)
+    push_events(c.events)
+  elseif name == 'move' then
+    if reply == 1 then
+      c.events = new_events()
+      emit(c, 1, 'move_from')
+      push_events(c.events)
+      unindex_key(keys[1])
+      arrive_in_other_db(args[3], keys[1], argv, before, { 'new', 'move_to' })
+    end
+  elseif name == 'copy' then
+    if reply == 1 then
+      if other_db then
+        arrive_in_other_db(other_db, keys[2], argv, before, { 'new', 'copy_to' })
+      else
+        c.events = new_events()
+        emit(c, 2, 'new')
+        emit(c, 2, 'copy_to')
+        push_events(c.events)
+        if lists_by_key[2] then sync_index(keys[2], indexed[2] or false) end
       end
-      unindex_keys(unindexed)
-    else
-      for index, key in ipairs(keys) do
-        if lists_by_key[index] then sync_index(key, indexed[index] or false) end
-      end
+    end
+  else
+    c.events = new_events(keys)
+    after(c)
+    push_events(c.events)
+    local gives_ttl = GIVES_TTL[name]
+    for index, key in ipairs(keys) do
+      if lists_by_key[index] and (gives_ttl or indexed[index]) then sync_index(key, indexed[index] or false) end
     end
   end
   -- (After MOVE / COPY ... DB in the other database: the proxy takes its counters from every one.)
@@ -1157,11 +1813,25 @@ local function check_registration(pattern, refusal, old_list)
   return nil
 end
 
--- FCALL notifylist_set 0 <secret> <owner> <refusal> <pattern> <list>
+-- FCALL notifylist_set 0 <secret> <owner> <refusal> <pattern> <list> [EVENTS <event or class> ...]
 local function notifylist_set(_, argv)
   if not from_proxy(argv[1]) then return not_from_proxy() end
-  if #argv ~= 5 then return arity_error('notifylist.set') end
+  if #argv < 5 then return arity_error('notifylist.set') end
   local owner, refusal, pattern, list = argv[2], argv[3], argv[4], argv[5]
+  local events = DEFAULT_EVENTS
+  if #argv > 5 then
+    if string.lower(argv[6]) ~= 'events' then return redis.error_reply('ERR syntax error') end
+    if #argv == 6 then return redis.error_reply('ERR notifylist: EVENTS needs at least one event name or class') end
+    local words = {}
+    for i = 7, #argv do words[#words + 1] = argv[i] end
+    local text, unknown = events_text(words)
+    if not text then
+      return redis.error_reply("ERR notifylist: unknown event '" .. unknown .. "' (EVENTS takes Redis keyevent names "
+        .. 'such as set, del, expired or new, and the classes @generic @string @list @hash @set @zset @stream '
+        .. '@expired @evicted @all)')
+    end
+    events = text
+  end
   if starts_with(list, PREFIX) then
     return redis.error_reply('ERR notifylist: the list name must not start with the internal prefix ' .. PREFIX)
   end
@@ -1175,7 +1845,7 @@ local function notifylist_set(_, argv)
     return no_permission('RPUSH to the event list ' .. list)
   end
   track_target(old_list, list)
-  redis.call('HSET', REGISTRY, pattern, registry_value(pattern, list, owner))
+  redis.call('HSET', REGISTRY, pattern, registry_value(pattern, list, owner, events))
   -- Keys that already match and already have a TTL get indexed in the background.
   redis.call('HSET', BACKFILL, pattern, '0')
   redis.call('PUBLISH', CHANGES, string.format('set %d:%d:', #pattern, #list) .. pattern .. list)
@@ -1202,18 +1872,28 @@ local function notifylist_del(_, argv)
   return removed
 end
 
--- FCALL_RO notifylist_list 0 <secret>: pattern, list, ... of this database's registrations.
+-- FCALL_RO notifylist_list 0 <secret> [WITHOPTIONS]: pattern, list, ... of this database's
+-- registrations; WITHOPTIONS: one array per registration, { pattern, list, 'events', { names } }.
 local function notifylist_list(_, argv)
   if not from_proxy(argv[1]) then return not_from_proxy() end
-  if #argv ~= 1 then return arity_error('notifylist.list') end
+  if #argv > 2 then return arity_error('notifylist.list') end
+  local with_options = false
+  if #argv == 2 then
+    if string.lower(argv[2]) ~= 'withoptions' then return redis.error_reply('ERR syntax error') end
+    with_options = true
+  end
   if not redis.acl_check_cmd('hgetall', REGISTRY) then
     return no_permission('read ' .. REGISTRY)
   end
   local fields = redis.call('HGETALL', REGISTRY)
   local reply = {}
   for i = 1, #fields, 2 do
-    local list = registration(fields[i], fields[i + 1])
-    if list then
+    local list, _, _, events = registration(fields[i], fields[i + 1])
+    if list and with_options then
+      local names = {}
+      for word in string.gmatch(events, '%S+') do names[#names + 1] = word end
+      reply[#reply + 1] = { fields[i], list, 'events', names }
+    elseif list then
       reply[#reply + 1] = fields[i]
       reply[#reply + 1] = list
     end
@@ -1252,7 +1932,7 @@ local function notifylist_migrate(_, argv)
   local fields = redis.call('HGETALL', REGISTRY)
   for i = 1, #fields, 2 do
     if not registration(fields[i], fields[i + 1]) then
-      redis.call('HSET', REGISTRY, fields[i], registry_value(fields[i], fields[i + 1], ''))
+      redis.call('HSET', REGISTRY, fields[i], registry_value(fields[i], fields[i + 1], '', DEFAULT_EVENTS))
       tagged = tagged + 1
     end
   end

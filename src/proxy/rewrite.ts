@@ -9,11 +9,14 @@ interface WriteCommand {
   /** Redis accepts the argument count (otherwise forward unchanged: Redis rejects it itself,
    * before running it, and inside MULTI that aborts EXEC exactly as without the proxy). */
   accepts(argc: number): boolean;
-  /** Argument positions of the keys the command writes, in argument order: a fixed list, or
-   * every `step`-th argument from `from` on (MSET, DEL: no array of a million positions). */
+  /** Argument positions of the keys the command writes, in argument order: a fixed list, every
+   * `step`-th argument from `from` on (MSET, DEL: no array of a million positions), or found in
+   * the arguments (`of`: null when the command writes no key, e.g. SORT without STORE, or when it
+   * may block: it is forwarded). */
   keys: KeyPositions;
-  /** Redis refuses it above maxmemory (command flag denyoom); the function must match. */
-  denyoom?: boolean;
+  /** Redis refuses it above maxmemory (command flag denyoom); the function must match. XGROUP:
+   * per subcommand. */
+  denyoom?: boolean | ((frame: RequestFrame) => boolean);
   /** With more than KEYS_IN_ARGS_ABOVE keys, the library reads the keys from the command itself
    * (MSET, DEL, ...) instead of FCALL's KEYS: a large call does not pay for each key twice. */
   keysInArgs?: boolean;
@@ -23,44 +26,194 @@ interface WriteCommand {
  * exactly as for the plain command (also when queued in MULTI). */
 const KEYS_IN_ARGS_ABOVE = 1000;
 
-type KeyPositions = { fixed: readonly number[] } | { from: number; step: number };
+type KeyPositions =
+  | { fixed: readonly number[] }
+  | { from: number; step: number }
+  | { of: (frame: RequestFrame) => number[] | null };
 
 const FIRST_KEY: KeyPositions = { fixed: [1] };
+const SECOND_KEY: KeyPositions = { fixed: [2] };
+const FIRST_TWO_KEYS: KeyPositions = { fixed: [1, 2] };
 const EVERY_OTHER_KEY: KeyPositions = { from: 1, step: 2 };
 const ALL_KEYS: KeyPositions = { from: 1, step: 1 };
+
+/** Redis's arity convention (COMMAND INFO): n exactly, -n at least n. */
+const arity = (n: number) => (n >= 0 ? (argc: number): boolean => argc === n : (argc: number): boolean => argc >= -n);
 const keyValuePairs = (argc: number): boolean => argc >= 3 && argc % 2 === 1;
 
-const atLeast = (n: number) => (argc: number): boolean => argc >= n;
-const exactly = (n: number) => (argc: number): boolean => argc === n;
+/** LMPOP / ZMPOP: <numkeys> at 1, then the keys. */
+const NUMKEYS_AT_1: KeyPositions = {
+  of(frame) {
+    const count = Number(frame.argLatin1(1));
+    if (!Number.isInteger(count) || count < 1 || 2 + count > frame.argc) return null;
+    return Array.from({ length: count }, (_, i) => 2 + i);
+  },
+};
+
+/** Options parsed the way Redis parses them: name -> arguments it takes. Unknown: null (Redis
+ * answers a syntax error itself). */
+function optionArgument(frame: RequestFrame, from: number, options: Record<string, number>, wanted: string[]): number | null | undefined {
+  let found: number | undefined;
+  for (let i = from; i < frame.argc; ) {
+    const option = frame.argLatin1(i).toLowerCase();
+    const takes = options[option];
+    if (takes === undefined) return null;
+    if (wanted.includes(option) && i + 1 < frame.argc) found = i + 1;
+    i += 1 + takes;
+  }
+  return found;
+}
+
+/** SORT ... STORE <key> (without STORE it writes nothing). */
+const SORT_STORE: KeyPositions = {
+  of(frame) {
+    const at = optionArgument(frame, 2, { asc: 0, desc: 0, alpha: 0, limit: 2, by: 1, get: 1, store: 1 }, ['store']);
+    return at ? [at] : null;
+  },
+};
+
+/** GEORADIUS / GEORADIUSBYMEMBER ... STORE|STOREDIST <key>, options from `from`. */
+const GEO_OPTIONS = { withcoord: 0, withdist: 0, withhash: 0, count: 1, any: 0, asc: 0, desc: 0, store: 1, storedist: 1 };
+const geoStore = (from: number): KeyPositions => ({
+  of(frame) {
+    const at = optionArgument(frame, from, GEO_OPTIONS, ['store', 'storedist']);
+    return at ? [at] : null;
+  },
+});
+
+/** XREADGROUP GROUP <group> <consumer> [COUNT n] [BLOCK ms] [NOACK] STREAMS <keys...> <ids...>;
+ * with BLOCK it may block, which it cannot inside a function: forwarded. */
+const XREADGROUP_STREAMS: KeyPositions = {
+  of(frame) {
+    for (let i = 1; i < frame.argc; ) {
+      const option = frame.argLatin1(i).toLowerCase();
+      if (option === 'group') i += 3;
+      else if (option === 'count') i += 2;
+      else if (option === 'noack') i += 1;
+      else if (option === 'streams') {
+        const rest = frame.argc - i - 1;
+        if (rest < 2 || rest % 2 !== 0) return null;
+        return Array.from({ length: rest / 2 }, (_, k) => i + 1 + k);
+      } else return null; // BLOCK, or a syntax error
+    }
+    return null;
+  },
+};
+
+/** XGROUP <subcommand> <key> ...: CREATE and CREATECONSUMER are refused above maxmemory. */
+const XGROUP_SUBCOMMANDS = new Map([['create', -5], ['setid', -5], ['destroy', 4], ['createconsumer', 5], ['delconsumer', 5]]);
+const XGROUP_KEY: KeyPositions = {
+  of(frame) {
+    const need = XGROUP_SUBCOMMANDS.get(frame.argLatin1(1).toLowerCase());
+    return need !== undefined && arity(need)(frame.argc) ? [2] : null;
+  },
+};
+const xgroupDenyoom = (frame: RequestFrame): boolean => {
+  const sub = frame.argLatin1(1).toLowerCase();
+  return sub === 'create' || sub === 'createconsumer';
+};
 
 /**
- * Commands rewritten when one of their keys matches a registration. The set family fires `set`
- * (REDIS-FACTS.md; the library knows when each one wrote); the others change a key's TTL or
- * remove or move the key, and run through the library so that the expiry index stays true.
+ * Every write command of every type, rewritten when one of the keys it writes matches a
+ * registration: the library runs it and appends Redis's own keyspace events for it (notifylist.lua:
+ * MODELS), and keeps the expiry index true. Arity and denyoom as COMMAND INFO gives them (Redis
+ * 7.0). Not here: commands that may block (BLPOP, BLMOVE, BZPOPMIN, ..., XREADGROUP BLOCK): a
+ * function cannot block, so they are forwarded (README: known differences).
  */
 const WRITE_COMMANDS = new Map<string, WriteCommand>([
-  ['set', { accepts: atLeast(3), keys: FIRST_KEY, denyoom: true }],
-  ['setnx', { accepts: exactly(3), keys: FIRST_KEY, denyoom: true }],
-  ['setex', { accepts: exactly(4), keys: FIRST_KEY, denyoom: true }],
-  ['psetex', { accepts: exactly(4), keys: FIRST_KEY, denyoom: true }],
-  ['getset', { accepts: exactly(3), keys: FIRST_KEY, denyoom: true }],
+  // strings, bitmaps, HyperLogLog
+  ['set', { accepts: arity(-3), keys: FIRST_KEY, denyoom: true }],
+  ['setnx', { accepts: arity(3), keys: FIRST_KEY, denyoom: true }],
+  ['setex', { accepts: arity(4), keys: FIRST_KEY, denyoom: true }],
+  ['psetex', { accepts: arity(4), keys: FIRST_KEY, denyoom: true }],
+  ['getset', { accepts: arity(3), keys: FIRST_KEY, denyoom: true }],
   ['mset', { accepts: keyValuePairs, keys: EVERY_OTHER_KEY, denyoom: true, keysInArgs: true }],
   ['msetnx', { accepts: keyValuePairs, keys: EVERY_OTHER_KEY, denyoom: true, keysInArgs: true }],
-  ['expire', { accepts: atLeast(3), keys: FIRST_KEY }],
-  ['pexpire', { accepts: atLeast(3), keys: FIRST_KEY }],
-  ['expireat', { accepts: atLeast(3), keys: FIRST_KEY }],
-  ['pexpireat', { accepts: atLeast(3), keys: FIRST_KEY }],
-  ['persist', { accepts: exactly(2), keys: FIRST_KEY }],
-  ['getex', { accepts: atLeast(2), keys: FIRST_KEY }],
-  ['getdel', { accepts: exactly(2), keys: FIRST_KEY }],
-  ['del', { accepts: atLeast(2), keys: ALL_KEYS, keysInArgs: true }],
-  ['unlink', { accepts: atLeast(2), keys: ALL_KEYS, keysInArgs: true }],
-  ['rename', { accepts: exactly(3), keys: { fixed: [1, 2] } }],
-  ['renamenx', { accepts: exactly(3), keys: { fixed: [1, 2] } }],
-  ['copy', { accepts: atLeast(3), keys: { fixed: [1, 2] }, denyoom: true }],
-  ['restore', { accepts: atLeast(4), keys: FIRST_KEY, denyoom: true }],
+  ['getex', { accepts: arity(-2), keys: FIRST_KEY }],
+  ['getdel', { accepts: arity(2), keys: FIRST_KEY }],
+  ['append', { accepts: arity(3), keys: FIRST_KEY, denyoom: true }],
+  ['setrange', { accepts: arity(4), keys: FIRST_KEY, denyoom: true }],
+  ['incr', { accepts: arity(2), keys: FIRST_KEY, denyoom: true }],
+  ['decr', { accepts: arity(2), keys: FIRST_KEY, denyoom: true }],
+  ['incrby', { accepts: arity(3), keys: FIRST_KEY, denyoom: true }],
+  ['decrby', { accepts: arity(3), keys: FIRST_KEY, denyoom: true }],
+  ['incrbyfloat', { accepts: arity(3), keys: FIRST_KEY, denyoom: true }],
+  ['setbit', { accepts: arity(4), keys: FIRST_KEY, denyoom: true }],
+  ['bitfield', { accepts: arity(-2), keys: FIRST_KEY, denyoom: true }],
+  ['bitop', { accepts: arity(-4), keys: SECOND_KEY, denyoom: true }],
+  ['pfadd', { accepts: arity(-2), keys: FIRST_KEY, denyoom: true }],
+  ['pfmerge', { accepts: arity(-2), keys: FIRST_KEY, denyoom: true }],
+  // lists
+  ['lpush', { accepts: arity(-3), keys: FIRST_KEY, denyoom: true }],
+  ['rpush', { accepts: arity(-3), keys: FIRST_KEY, denyoom: true }],
+  ['lpushx', { accepts: arity(-3), keys: FIRST_KEY, denyoom: true }],
+  ['rpushx', { accepts: arity(-3), keys: FIRST_KEY, denyoom: true }],
+  ['linsert', { accepts: arity(5), keys: FIRST_KEY, denyoom: true }],
+  ['lset', { accepts: arity(4), keys: FIRST_KEY, denyoom: true }],
+  ['lpop', { accepts: arity(-2), keys: FIRST_KEY }],
+  ['rpop', { accepts: arity(-2), keys: FIRST_KEY }],
+  ['ltrim', { accepts: arity(4), keys: FIRST_KEY }],
+  ['lrem', { accepts: arity(4), keys: FIRST_KEY }],
+  ['rpoplpush', { accepts: arity(3), keys: FIRST_TWO_KEYS, denyoom: true }],
+  ['lmove', { accepts: arity(5), keys: FIRST_TWO_KEYS, denyoom: true }],
+  ['lmpop', { accepts: arity(-4), keys: NUMKEYS_AT_1 }],
+  // hashes
+  ['hset', { accepts: arity(-4), keys: FIRST_KEY, denyoom: true }],
+  ['hmset', { accepts: arity(-4), keys: FIRST_KEY, denyoom: true }],
+  ['hsetnx', { accepts: arity(4), keys: FIRST_KEY, denyoom: true }],
+  ['hincrby', { accepts: arity(4), keys: FIRST_KEY, denyoom: true }],
+  ['hincrbyfloat', { accepts: arity(4), keys: FIRST_KEY, denyoom: true }],
+  ['hdel', { accepts: arity(-3), keys: FIRST_KEY }],
+  // sets
+  ['sadd', { accepts: arity(-3), keys: FIRST_KEY, denyoom: true }],
+  ['srem', { accepts: arity(-3), keys: FIRST_KEY }],
+  ['smove', { accepts: arity(4), keys: FIRST_TWO_KEYS }],
+  ['spop', { accepts: arity(-2), keys: FIRST_KEY }],
+  ['sinterstore', { accepts: arity(-3), keys: FIRST_KEY, denyoom: true }],
+  ['sunionstore', { accepts: arity(-3), keys: FIRST_KEY, denyoom: true }],
+  ['sdiffstore', { accepts: arity(-3), keys: FIRST_KEY, denyoom: true }],
+  // sorted sets and geo
+  ['zadd', { accepts: arity(-4), keys: FIRST_KEY, denyoom: true }],
+  ['zincrby', { accepts: arity(4), keys: FIRST_KEY, denyoom: true }],
+  ['zrem', { accepts: arity(-3), keys: FIRST_KEY }],
+  ['zremrangebyscore', { accepts: arity(4), keys: FIRST_KEY }],
+  ['zremrangebyrank', { accepts: arity(4), keys: FIRST_KEY }],
+  ['zremrangebylex', { accepts: arity(4), keys: FIRST_KEY }],
+  ['zpopmin', { accepts: arity(-2), keys: FIRST_KEY }],
+  ['zpopmax', { accepts: arity(-2), keys: FIRST_KEY }],
+  ['zmpop', { accepts: arity(-4), keys: NUMKEYS_AT_1 }],
+  ['zunionstore', { accepts: arity(-4), keys: FIRST_KEY, denyoom: true }],
+  ['zinterstore', { accepts: arity(-4), keys: FIRST_KEY, denyoom: true }],
+  ['zdiffstore', { accepts: arity(-4), keys: FIRST_KEY, denyoom: true }],
+  ['zrangestore', { accepts: arity(-5), keys: FIRST_KEY, denyoom: true }],
+  ['geoadd', { accepts: arity(-5), keys: FIRST_KEY, denyoom: true }],
+  ['georadius', { accepts: arity(-6), keys: geoStore(6), denyoom: true }],
+  ['georadiusbymember', { accepts: arity(-5), keys: geoStore(5), denyoom: true }],
+  ['geosearchstore', { accepts: arity(-8), keys: FIRST_KEY, denyoom: true }],
+  // streams
+  ['xadd', { accepts: arity(-5), keys: FIRST_KEY, denyoom: true }],
+  ['xtrim', { accepts: arity(-4), keys: FIRST_KEY }],
+  ['xdel', { accepts: arity(-3), keys: FIRST_KEY }],
+  ['xsetid', { accepts: arity(-3), keys: FIRST_KEY, denyoom: true }],
+  ['xgroup', { accepts: arity(-4), keys: XGROUP_KEY, denyoom: xgroupDenyoom }],
+  ['xclaim', { accepts: arity(-6), keys: FIRST_KEY }],
+  ['xautoclaim', { accepts: arity(-6), keys: FIRST_KEY }],
+  ['xreadgroup', { accepts: arity(-7), keys: XREADGROUP_STREAMS }],
+  // generic
+  ['del', { accepts: arity(-2), keys: ALL_KEYS, keysInArgs: true }],
+  ['unlink', { accepts: arity(-2), keys: ALL_KEYS, keysInArgs: true }],
+  ['expire', { accepts: arity(-3), keys: FIRST_KEY }],
+  ['pexpire', { accepts: arity(-3), keys: FIRST_KEY }],
+  ['expireat', { accepts: arity(-3), keys: FIRST_KEY }],
+  ['pexpireat', { accepts: arity(-3), keys: FIRST_KEY }],
+  ['persist', { accepts: arity(2), keys: FIRST_KEY }],
+  ['rename', { accepts: arity(3), keys: FIRST_TWO_KEYS }],
+  ['renamenx', { accepts: arity(3), keys: FIRST_TWO_KEYS }],
+  ['copy', { accepts: arity(-3), keys: FIRST_TWO_KEYS, denyoom: true }],
+  ['restore', { accepts: arity(-4), keys: FIRST_KEY, denyoom: true }],
+  ['sort', { accepts: arity(-2), keys: SORT_STORE, denyoom: true }],
   // KEYS[2] stands for the same key in the target database, whose registrations apply there.
-  ['move', { accepts: exactly(3), keys: { fixed: [1, 1] } }],
+  ['move', { accepts: arity(3), keys: { fixed: [1, 1] } }],
 ]);
 
 /** Flushes keep the registrations (see notifylist_flush); SWAPDB moves them with the data and
@@ -98,7 +251,12 @@ function commandName(frame: RequestFrame): string | undefined {
 export function rewrittenCommands(): { denyoom: string[]; others: string[] } {
   const denyoom: string[] = [];
   const others: string[] = [];
-  for (const [name, command] of WRITE_COMMANDS) (command.denyoom ? denyoom : others).push(name);
+  for (const [name, command] of WRITE_COMMANDS) {
+    if (typeof command.denyoom === 'function') {
+      denyoom.push(name);
+      others.push(name);
+    } else (command.denyoom ? denyoom : others).push(name);
+  }
   return { denyoom, others };
 }
 
@@ -208,7 +366,12 @@ export class Rewriter {
     const command = WRITE_COMMANDS.get(name)!;
     if (nothingRegistered(candidates)) return FORWARD;
     if (!command.accepts(frame.argc)) return FORWARD;
-    const positions = command.keys;
+    let positions = command.keys;
+    if ('of' in positions) {
+      const found = positions.of(frame);
+      if (found === null) return FORWARD;
+      positions = { fixed: found };
+    }
     const fixed = 'fixed' in positions ? positions.fixed : null;
     const from = fixed ? 0 : (positions as { from: number }).from;
     const step = fixed ? 0 : (positions as { step: number }).step;
@@ -256,7 +419,8 @@ export class Rewriter {
     if (this.mayBeUnauthenticated(candidates)) return FORWARD;
     const triples: string[] = [];
     for (const run of runs) triples.push(run.first === run.last ? String(run.first) : `${run.first}-${run.last}`, run.pattern, run.list);
-    const fn = command.denyoom ? 'notifylist_write' : 'notifylist_write_allow_oom';
+    const denyoom = typeof command.denyoom === 'function' ? command.denyoom(frame) : command.denyoom;
+    const fn = denyoom ? 'notifylist_write' : 'notifylist_write_allow_oom';
     const tail = frameTail(frame, 0);
     // `<n>/<counter>`: the library counts the events pushed for this proxy (notifylist_write).
     const counted = `${triples.length / 3}/${this.control.eventCounter}`;
@@ -291,17 +455,18 @@ export class Rewriter {
       return { kind: 'replace', bytes: [], hold: this.control.libraryLoaded(), later: () => fcall(fn, [], [this.control.secret()], tail), admin: true };
     }
     const users = [...state.users];
-    const arity = name === 'notifylist.set' ? 3 : 2;
+    // NOTIFYLIST.SET <pattern> <list> [EVENTS ...], NOTIFYLIST.DEL <pattern>.
+    const shaped = name === 'notifylist.set' ? frame.argc >= 3 : frame.argc === 2;
     let refusal = '';
     // (Wrong arity: the library says so; nothing to authorize.)
-    const authorized = frame.argc !== arity ? Promise.resolve() : this.control.authorizeRegistration(users, frame.argLatin1(1)).then((verdict) => {
+    const authorized = !shaped ? Promise.resolve() : this.control.authorizeRegistration(users, frame.argLatin1(1)).then((verdict) => {
       refusal = verdict;
     });
     let hold: Promise<void>;
     // (A list under the internal prefix is refused by the library: nothing to announce.) The pair
     // is a candidate at once, before the authorization is known: the very next command may need
     // it, and a refused one only costs candidate lookups until it is dropped.
-    if (name === 'notifylist.set' && frame.argc === arity && !frame.argLatin1(2).startsWith(this.internalPrefix)) {
+    if (name === 'notifylist.set' && shaped && !frame.argLatin1(2).startsWith(this.internalPrefix)) {
       const announced = this.control.announceRegistration({ pattern: frame.argLatin1(1), list: frame.argLatin1(2) });
       hold = Promise.all([authorized, announced]).then(() => undefined);
     } else {

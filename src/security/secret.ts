@@ -44,20 +44,35 @@ export interface StoredRegistration {
   list: string;
   /** The ACL user who registered it; '' for registrations made before owners existed. */
   owner: string;
+  /** Its EVENTS (names and classes, space-separated); 'set expired' without EVENTS. */
+  events: string;
 }
+
+/** A registration's events without EVENTS (notifylist.lua: DEFAULT_EVENTS). */
+export const DEFAULT_EVENTS = 'set expired';
 
 /**
  * A registry value as the library writes it (notifylist.lua: registry_value):
- * <tag><owner length>:<owner><list>. null for anything else (a value written by hand).
+ * <tag><owner length>:<owner><list>, or with EVENTS <tag>e<events length>:<events><owner
+ * length>:<owner><list>. null for anything else (a value written by hand).
  */
 export function decodeRegistration(secret: string, pattern: string, value: string): StoredRegistration | null {
-  const header = /^(\d+):/.exec(value.slice(40, 64));
+  let at = 40;
+  let events = DEFAULT_EVENTS;
+  const eventsHeader = /^e(\d+):/.exec(value.slice(40, 64));
+  if (eventsHeader !== null) {
+    at = 40 + eventsHeader[0].length;
+    events = value.slice(at, at + Number(eventsHeader[1]));
+    at += events.length;
+  }
+  const header = /^(\d+):/.exec(value.slice(at, at + 24));
   if (header === null) return null;
-  const ownerFrom = 40 + header[0].length;
+  const ownerFrom = at + header[0].length;
   const ownerTo = ownerFrom + Number(header[1]);
   if (ownerTo > value.length) return null;
   const owner = value.slice(ownerFrom, ownerTo);
   const list = value.slice(ownerTo);
-  if (value.slice(0, 40) !== tag(secret, 'registration', pattern, list, owner)) return null;
-  return { list, owner };
+  const fields = events === DEFAULT_EVENTS ? [pattern, list, owner] : [pattern, list, owner, events];
+  if (value.slice(0, 40) !== tag(secret, 'registration', ...fields)) return null;
+  return { list, owner, events };
 }
