@@ -49,7 +49,8 @@ describe('NOTIFYLIST.SET / DEL / LIST', () => {
     expect(await client.call('NOTIFYLIST.DEL', 'bb_?')).toBe(0);
     await expect(client.call('NOTIFYLIST.SET', 'x')).rejects.toThrow("ERR wrong number of arguments for 'notifylist.set' command");
     await expect(client.call('NOTIFYLIST.DEL')).rejects.toThrow("ERR wrong number of arguments for 'notifylist.del' command");
-    await expect(client.call('NOTIFYLIST.LIST', 'x')).rejects.toThrow("ERR wrong number of arguments for 'notifylist.list' command");
+    await expect(client.call('NOTIFYLIST.LIST', 'x')).rejects.toThrow('ERR syntax error');
+    await expect(client.call('NOTIFYLIST.LIST', 'WITHOPTIONS', 'x')).rejects.toThrow("ERR wrong number of arguments for 'notifylist.list' command");
     await expect(client.call('NOTIFYLIST.SET', 'x', 'notifylist:evil')).rejects.toThrow('internal prefix');
   });
 

@@ -172,7 +172,7 @@ describe('one event target holding another type', () => {
   });
 });
 
-describe('an indexed key overwritten by a command the proxy does not rewrite is not reported as expired', () => {
+describe('an indexed key overwritten without a TTL (through the proxy, or directly on Redis) is not reported as expired', () => {
   const overwrites: Array<[string, (key: string) => Promise<unknown>]> = [
     ['SUNIONSTORE', (key) => client.sunionstore(key, 'src:set')],
     ['SORT ... STORE', (key) => client.sort('src:list', 'STORE', key)],
@@ -186,7 +186,7 @@ describe('an indexed key overwritten by a command the proxy does not rewrite is 
     ['LPUSH after DEL through the proxy', async (key) => (await client.del(key), client.lpush(key, 'x'))],
   ];
 
-  it.each(overwrites)('%s', async (_name, overwrite) => {
+  it.each(overwrites)('%s', async (name, overwrite) => {
     await client.call('NOTIFYLIST.SET', 's:*', 'slist');
     await direct.sadd('src:set', 'a');
     await direct.rpush('src:list', '1');
@@ -199,7 +199,9 @@ describe('an indexed key overwritten by a command the proxy does not rewrite is 
     expect(await indexSettled()).toBe(0);
     await sleep(100);
     expect(await direct.exists('s:1')).toBe(1);
-    expect(await events('slist')).toEqual([{ key: 's:1', op: 'set' }]);
+    // (BITOP fires `set` on its destination, like Redis.)
+    const bitop = name === 'BITOP' ? [{ key: 's:1', op: 'set' }] : [];
+    expect(await events('slist')).toEqual([{ key: 's:1', op: 'set' }, ...bitop]);
   });
 
   it('an overwrite that keeps a TTL moves the entry to the new deadline, which is then reported', async () => {

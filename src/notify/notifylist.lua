@@ -82,6 +82,12 @@ local function tag(...)
   return redis.sha1hex(tag_outer .. redis.sha1hex(tag_inner .. table.concat(fields)))
 end
 
+-- Replies Lua cannot give as Redis does (a null array, an integer above 2^53) go to the proxy as
+-- a RESP3 big number holding this marker and what to reply: src/proxy/reply-markers.ts.
+local function marked(payload)
+  return { big_number = '\0notifylist-reply:' .. tag('reply marker') .. ':' .. payload }
+end
+
 local function arity_error(command)
   return redis.error_reply("ERR wrong number of arguments for '" .. command .. "' command")
 end
@@ -1395,6 +1401,25 @@ local function arrive_in_other_db(db, key, argv, now, ops)
   sync_index(key)
 end
 
+-- The commands whose reply for "nothing" is a null array, and those whose integer reply may be
+-- above 2^53 (exact: the value they left, read back).
+local NULL_ARRAY_REPLIES = { lpop = true, rpop = true, lmpop = true, zmpop = true, xreadgroup = true }
+local INTEGER_VALUE_REPLIES = { incr = true, decr = true, incrby = true, decrby = true, hincrby = true }
+local EXACT_UP_TO = 9007199254740992 -- 2^53
+
+-- The reply for the client: the command's, or a marked one (see marked) where Lua cannot give it.
+local function exact_reply(name, keys, args, reply)
+  if reply == nil and NULL_ARRAY_REPLIES[name] and (#args >= 3 or (name ~= 'lpop' and name ~= 'rpop')) then
+    return marked('n') -- (LPOP and RPOP: with a count; without one, a null bulk string)
+  end
+  if type(reply) == 'number' and INTEGER_VALUE_REPLIES[name] and (reply >= EXACT_UP_TO or reply <= -EXACT_UP_TO) then
+    local value
+    if name == 'hincrby' then value = redis.pcall('HGET', keys[1], args[3]) else value = redis.pcall('GET', keys[1]) end
+    if type(value) == 'string' and string.match(value, '^-?%d+$') then return marked('i' .. value) end
+  end
+  return reply
+end
+
 -- FCALL notifylist_write <numkeys> <keys...> <secret> <candidates...> <command> <args...>
 -- Runs the client's command with pcall and, only if it wrote, pushes Redis's events of the
 -- command (MODELS) per (written key, verified list that takes the event); keeps the expiry index
@@ -1496,6 +1521,7 @@ local function notifylist_write(keys, argv, allowed)
   local reply = run_command(name, args)
   redis.setresp(2)
   c.reply = reply
+  local client_reply = exact_reply(name, keys, args, reply)
 
   if is_error(reply) or next(lists_by_key) == nil then
     -- No event where Redis publishes none.
@@ -1581,7 +1607,7 @@ local function notifylist_write(keys, argv, allowed)
   if counter then
     for op, n in pairs(pushed_by_op) do redis.pcall('HINCRBY', STATS, counter .. ':' .. op, n) end
   end
-  return reply
+  return client_reply
 end
 
 -- FCALL notifylist_flush 0 <secret> <databases> FLUSHDB|FLUSHALL [ASYNC|SYNC]

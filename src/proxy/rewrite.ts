@@ -4,6 +4,7 @@
 import type { RequestFrame } from '../resp/request-framer.js';
 import { bulkString, multibulkHeader } from '../resp/encode.js';
 import type { PatternIndex } from '../notify/pattern-index.js';
+import { replyMarker } from './reply-markers.js';
 
 interface WriteCommand {
   /** Redis accepts the argument count (otherwise forward unchanged: Redis rejects it itself,
@@ -17,6 +18,8 @@ interface WriteCommand {
   /** Redis refuses it above maxmemory (command flag denyoom); the function must match. XGROUP:
    * per subcommand. */
   denyoom?: boolean | ((frame: RequestFrame) => boolean);
+  /** Its reply may come marked (a null array, an integer above 2^53: reply-markers.ts). */
+  marks?: boolean;
   /** With more than KEYS_IN_ARGS_ABOVE keys, the library reads the keys from the command itself
    * (MSET, DEL, ...) instead of FCALL's KEYS: a large call does not pay for each key twice. */
   keysInArgs?: boolean;
@@ -47,6 +50,18 @@ const NUMKEYS_AT_1: KeyPositions = {
     const count = Number(frame.argLatin1(1));
     if (!Number.isInteger(count) || count < 1 || 2 + count > frame.argc) return null;
     return Array.from({ length: count }, (_, i) => 2 + i);
+  },
+};
+
+/** BITFIELD, unless a field is wider than 53 bits: its integers could not pass through Lua exactly
+ * (a double), so it is forwarded (README: known differences). */
+const BITFIELD_KEY: KeyPositions = {
+  of(frame) {
+    for (let i = 2; i < frame.argc; i++) {
+      const type = /^[iu](\d+)$/i.exec(frame.argLatin1(i));
+      if (type !== null && Number(type[1]) > 53) return null;
+    }
+    return [1];
   },
 };
 
@@ -117,8 +132,9 @@ const xgroupDenyoom = (frame: RequestFrame): boolean => {
  * Every write command of every type, rewritten when one of the keys it writes matches a
  * registration: the library runs it and appends Redis's own keyspace events for it (notifylist.lua:
  * MODELS), and keeps the expiry index true. Arity and denyoom as COMMAND INFO gives them (Redis
- * 7.0). Not here: commands that may block (BLPOP, BLMOVE, BZPOPMIN, ..., XREADGROUP BLOCK): a
- * function cannot block, so they are forwarded (README: known differences).
+ * 7.0). `marks`: the library may give its reply marked (reply-markers.ts). Not here: commands
+ * that may block (BLPOP, BLMOVE, BZPOPMIN, ..., XREADGROUP BLOCK): a function cannot block, so
+ * they are forwarded (README: known differences).
  */
 const WRITE_COMMANDS = new Map<string, WriteCommand>([
   // strings, bitmaps, HyperLogLog
@@ -133,13 +149,13 @@ const WRITE_COMMANDS = new Map<string, WriteCommand>([
   ['getdel', { accepts: arity(2), keys: FIRST_KEY }],
   ['append', { accepts: arity(3), keys: FIRST_KEY, denyoom: true }],
   ['setrange', { accepts: arity(4), keys: FIRST_KEY, denyoom: true }],
-  ['incr', { accepts: arity(2), keys: FIRST_KEY, denyoom: true }],
-  ['decr', { accepts: arity(2), keys: FIRST_KEY, denyoom: true }],
-  ['incrby', { accepts: arity(3), keys: FIRST_KEY, denyoom: true }],
-  ['decrby', { accepts: arity(3), keys: FIRST_KEY, denyoom: true }],
+  ['incr', { accepts: arity(2), keys: FIRST_KEY, denyoom: true, marks: true }],
+  ['decr', { accepts: arity(2), keys: FIRST_KEY, denyoom: true, marks: true }],
+  ['incrby', { accepts: arity(3), keys: FIRST_KEY, denyoom: true, marks: true }],
+  ['decrby', { accepts: arity(3), keys: FIRST_KEY, denyoom: true, marks: true }],
   ['incrbyfloat', { accepts: arity(3), keys: FIRST_KEY, denyoom: true }],
   ['setbit', { accepts: arity(4), keys: FIRST_KEY, denyoom: true }],
-  ['bitfield', { accepts: arity(-2), keys: FIRST_KEY, denyoom: true }],
+  ['bitfield', { accepts: arity(-2), keys: BITFIELD_KEY, denyoom: true }],
   ['bitop', { accepts: arity(-4), keys: SECOND_KEY, denyoom: true }],
   ['pfadd', { accepts: arity(-2), keys: FIRST_KEY, denyoom: true }],
   ['pfmerge', { accepts: arity(-2), keys: FIRST_KEY, denyoom: true }],
@@ -150,18 +166,18 @@ const WRITE_COMMANDS = new Map<string, WriteCommand>([
   ['rpushx', { accepts: arity(-3), keys: FIRST_KEY, denyoom: true }],
   ['linsert', { accepts: arity(5), keys: FIRST_KEY, denyoom: true }],
   ['lset', { accepts: arity(4), keys: FIRST_KEY, denyoom: true }],
-  ['lpop', { accepts: arity(-2), keys: FIRST_KEY }],
-  ['rpop', { accepts: arity(-2), keys: FIRST_KEY }],
+  ['lpop', { accepts: arity(-2), keys: FIRST_KEY, marks: true }],
+  ['rpop', { accepts: arity(-2), keys: FIRST_KEY, marks: true }],
   ['ltrim', { accepts: arity(4), keys: FIRST_KEY }],
   ['lrem', { accepts: arity(4), keys: FIRST_KEY }],
   ['rpoplpush', { accepts: arity(3), keys: FIRST_TWO_KEYS, denyoom: true }],
   ['lmove', { accepts: arity(5), keys: FIRST_TWO_KEYS, denyoom: true }],
-  ['lmpop', { accepts: arity(-4), keys: NUMKEYS_AT_1 }],
+  ['lmpop', { accepts: arity(-4), keys: NUMKEYS_AT_1, marks: true }],
   // hashes
   ['hset', { accepts: arity(-4), keys: FIRST_KEY, denyoom: true }],
   ['hmset', { accepts: arity(-4), keys: FIRST_KEY, denyoom: true }],
   ['hsetnx', { accepts: arity(4), keys: FIRST_KEY, denyoom: true }],
-  ['hincrby', { accepts: arity(4), keys: FIRST_KEY, denyoom: true }],
+  ['hincrby', { accepts: arity(4), keys: FIRST_KEY, denyoom: true, marks: true }],
   ['hincrbyfloat', { accepts: arity(4), keys: FIRST_KEY, denyoom: true }],
   ['hdel', { accepts: arity(-3), keys: FIRST_KEY }],
   // sets
@@ -181,7 +197,7 @@ const WRITE_COMMANDS = new Map<string, WriteCommand>([
   ['zremrangebylex', { accepts: arity(4), keys: FIRST_KEY }],
   ['zpopmin', { accepts: arity(-2), keys: FIRST_KEY }],
   ['zpopmax', { accepts: arity(-2), keys: FIRST_KEY }],
-  ['zmpop', { accepts: arity(-4), keys: NUMKEYS_AT_1 }],
+  ['zmpop', { accepts: arity(-4), keys: NUMKEYS_AT_1, marks: true }],
   ['zunionstore', { accepts: arity(-4), keys: FIRST_KEY, denyoom: true }],
   ['zinterstore', { accepts: arity(-4), keys: FIRST_KEY, denyoom: true }],
   ['zdiffstore', { accepts: arity(-4), keys: FIRST_KEY, denyoom: true }],
@@ -198,7 +214,7 @@ const WRITE_COMMANDS = new Map<string, WriteCommand>([
   ['xgroup', { accepts: arity(-4), keys: XGROUP_KEY, denyoom: xgroupDenyoom }],
   ['xclaim', { accepts: arity(-6), keys: FIRST_KEY }],
   ['xautoclaim', { accepts: arity(-6), keys: FIRST_KEY }],
-  ['xreadgroup', { accepts: arity(-7), keys: XREADGROUP_STREAMS }],
+  ['xreadgroup', { accepts: arity(-7), keys: XREADGROUP_STREAMS, marks: true }],
   // generic
   ['del', { accepts: arity(-2), keys: ALL_KEYS, keysInArgs: true }],
   ['unlink', { accepts: arity(-2), keys: ALL_KEYS, keysInArgs: true }],
@@ -285,11 +301,14 @@ interface CandidateRun {
 }
 
 /**
+ * `marks`: its reply may come marked (reply-markers.ts).
  * `hold`: the replacement may go to Redis only once this resolves (the session waits, in order);
  * `later`: with a hold, the replacement is made only then (it depends on what the hold learned),
  * instead of `bytes`.
  */
-export type Rewrite = { kind: 'forward' } | { kind: 'replace'; bytes: Buffer[]; hold?: Promise<void>; later?: () => Buffer[]; admin?: true };
+export type Rewrite =
+  | { kind: 'forward' }
+  | { kind: 'replace'; bytes: Buffer[]; hold?: Promise<void>; later?: () => Buffer[]; admin?: true; marks?: true };
 
 const FORWARD: Rewrite = { kind: 'forward' };
 
@@ -325,10 +344,19 @@ function nothingRegistered(state: SessionState): boolean {
 }
 
 export class Rewriter {
+  private marker: { secret: string; bytes: Buffer } | null = null;
+
   constructor(
     private readonly internalPrefix: string,
     private readonly control: ControlHooks,
   ) {}
+
+  /** The marker of replies the library cannot give as Redis does (reply-markers.ts). */
+  replyMarker(): Buffer {
+    const secret = this.control.secret();
+    if (this.marker?.secret !== secret) this.marker = { secret, bytes: replyMarker(secret) };
+    return this.marker.bytes;
+  }
 
   /** Redis may refuse this client's commands (NOAUTH). Whether new connections must AUTH is
    * asked again when it decides a request's fate (see recheckAuth). */
@@ -427,8 +455,9 @@ export class Rewriter {
     const made = (): Buffer[] => fcall(fn, keys, [this.control.secret(), counted, ...triples], tail);
     // The call carries the secret, known once the library is loaded (a write pipelined behind the
     // first registration waits for that; the session holds its requests meanwhile anyway).
-    if (this.control.secret() === '') return { kind: 'replace', bytes: [], hold: this.control.libraryLoaded(), later: made };
-    return { kind: 'replace', bytes: made() };
+    const marks = command.marks ? (true as const) : undefined;
+    if (this.control.secret() === '') return { kind: 'replace', bytes: [], hold: this.control.libraryLoaded(), later: made, marks };
+    return { kind: 'replace', bytes: made(), marks };
   }
 
   /**

@@ -14,6 +14,7 @@ import { authAttempt, authenticatedBy, isReset } from './auth-tracking.js';
 import { keepLastReplies } from './last-replies.js';
 import type { SessionDrain } from '../operations/session-drain.js';
 import type { Rewriter, SessionState } from './rewrite.js';
+import { ReplyMarkers } from './reply-markers.js';
 
 export interface SessionOptions {
   /** Where Redis is (TCP, TLS, Unix socket; the master Sentinel names). */
@@ -95,6 +96,8 @@ export class Session {
   private runBuf: Buffer | null = null;
   private runStart = 0;
   private runEnd = 0;
+  /** Once a command whose reply may come marked was sent (reply-markers.ts); null otherwise. */
+  private replyMarkers: ReplyMarkers | null = null;
   /** Set by drain() (src/operations/session-drain.ts); null otherwise: one check per upstream chunk. */
   private drainState: SessionDrain | null = null;
 
@@ -386,6 +389,9 @@ export class Session {
     } else {
       if (rewrite.admin) requests.admin++;
       else requests.rewritten++;
+      if (rewrite.marks && this.replyMarkers === null) {
+        this.replyMarkers = new ReplyMarkers(() => this.options.rewriter.replyMarker(), (held) => this.client.write(held));
+      }
       this.flushRun();
       if (rewrite.later) {
         // A placeholder of its own, replaced by the bytes once the hold is over (processChunk).
@@ -480,6 +486,7 @@ export class Session {
     }
     const raw = chunk;
     if (this.counting) chunk = this.readReplies(chunk);
+    if (this.replyMarkers !== null) chunk = this.replyMarkers.filter(chunk);
     const drain = this.drainState;
     if (drain !== null) chunk = drain.filter(chunk);
     if (chunk.length > 0 && !this.client.write(chunk)) this.upstream.pause();
