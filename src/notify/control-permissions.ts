@@ -9,7 +9,7 @@ import type { Socket } from 'node:net';
 import type { Upstream } from '../upstream/upstream.js';
 import { encodeCommand } from '../resp/encode.js';
 import { replyEnd } from '../resp/reply-scanner.js';
-import { expiredChannel } from './names.js';
+import { evictedChannel, expiredChannel } from './names.js';
 
 /** Escapes a literal for a Redis glob (SCAN MATCH, ACL key and channel patterns). */
 export function escapeGlob(literal: string): string {
@@ -81,10 +81,10 @@ export const CONTROL_PATTERNS: readonly ControlPermission[] = [
 
 /**
  * Not checked at start. Without +config|get / +config|set, set notify-keyspace-events to include
- * Ex yourself; without +config|get, protected mode takes Redis's protected-mode to be yes
- * (src/proxy/protected-mode.ts).
+ * Exe yourself; without +config|get, protected mode takes Redis's protected-mode to be yes
+ * (src/proxy/protected-mode.ts); without the evicted keyevent channels, no `evicted` events.
  */
-export const OPTIONAL_CONTROL_RULES = ['+config|get', '+config|set'] as const;
+export const OPTIONAL_CONTROL_RULES = ['+config|get', '+config|set', `&${evictedChannel('*')}`] as const;
 
 /** A pattern rule with the prefix filled in, escaped for a glob. */
 const withPrefix = (rule: string, prefix: string): string => rule.replace('<prefix>', escapeGlob(prefix));

@@ -17,8 +17,8 @@ import { keyRulesOf, readsAll, registrationRefusal, type KeyRuleSets } from '../
 import { decodeRegistration, loadSecret, secretHash, tag } from '../security/secret.js';
 import { ackMessage, announceMessage, parseChange, type ChangeMessage, type Registration } from './changes.js';
 import { ExpiryReporter, Reaper } from './expiry.js';
-import { EXPIRED_CHANNEL, expiredChannel, internalNames, type InternalNames } from './names.js';
-import { binary, createControlClient, databaseCount, inDatabase, inEveryDatabase, parseRedisVersion, probeAuthRequired, withExpiredEvents } from './redis-control.js';
+import { EVICTED_CHANNEL, EXPIRED_CHANNEL, evictedChannel, expiredChannel, internalNames, type InternalNames } from './names.js';
+import { binary, createControlClient, databaseCount, inDatabase, inEveryDatabase, parseRedisVersion, probeAuthRequired, withKeyeventFlags } from './redis-control.js';
 import { Registry, type RegistrySnapshot, type StoredEntry } from './registry.js';
 import type { Upstream } from '../upstream/upstream.js';
 import { ProxyCounters } from '../operations/proxy-counters.js';
@@ -116,6 +116,8 @@ export class ControlPlane implements ControlHooks {
   /** Channels subscribed to while active: the wake channel and keyevent channels. */
   private readonly activeChannels = new Set<string>();
   private keyeventSubscribed = false;
+  /** The evicted channels were refused (logged once). */
+  private evictionsRefused = false;
   /** Databases whose expiry index has entries (last maintenance or full load). */
   private indexedDbs: number[] = [];
   private authIsRequired = false;
@@ -634,7 +636,7 @@ export class ControlPlane implements ControlHooks {
   private async ensureExpiredEvents(): Promise<void> {
     try {
       const [, flags] = (await this.control.config('GET', 'notify-keyspace-events')) as string[];
-      const merged = withExpiredEvents(flags ?? '');
+      const merged = withKeyeventFlags(flags ?? '');
       if (merged !== flags) await this.control.config('SET', 'notify-keyspace-events', merged);
     } catch (error) {
       this.log.warn('keyevents_unavailable', `cannot enable expired notifications (${(error as Error).message}); relying on the reaper alone`);
@@ -667,22 +669,36 @@ export class ControlPlane implements ControlHooks {
     this.keyeventSubscribed = false;
   }
 
-  /** While active: the wake channel, and the keyevent `expired` channels of exactly the databases
-   * that have registrations or index entries. None while idle. */
+  /** While active: the wake channel, and the keyevent `expired` (and, best effort, `evicted`)
+   * channels of exactly the databases that have registrations or index entries. None while idle. */
   private async syncKeyeventSubscriptions(): Promise<void> {
-    const databases = new Set([...this.registry.databases(), ...this.indexedDbs]);
-    const wanted = new Set(this.active ? [this.names.wake, ...[...databases].map(expiredChannel)] : []);
-    const add = [...wanted].filter((channel) => !this.activeChannels.has(channel));
-    const remove = [...this.activeChannels].filter((channel) => !wanted.has(channel));
+    const databases = [...new Set([...this.registry.databases(), ...this.indexedDbs])];
+    const wanted = new Set(this.active ? [this.names.wake, ...databases.map(expiredChannel)] : []);
+    // (Evictions apart: the control user may lack their channel, an optional rule.)
+    const evictions = new Set(this.active ? databases.map(evictedChannel) : []);
     try {
-      if (add.length > 0) await this.subscriber.subscribe(...add);
-      for (const channel of add) this.activeChannels.add(channel);
-      if (remove.length > 0) await this.subscriber.unsubscribe(...remove);
-      for (const channel of remove) this.activeChannels.delete(channel);
+      await this.subscribeExactly(wanted, (channel) => !EVICTED_CHANNEL.test(channel));
       this.keyeventSubscribed = this.active && this.current;
     } catch {
       // Subscriber down: subscribed again after it reconnects.
+      return;
     }
+    try {
+      await this.subscribeExactly(evictions, (channel) => EVICTED_CHANNEL.test(channel));
+    } catch (error) {
+      if (!this.evictionsRefused) this.log.warn('evicted_unavailable', `no evicted events: cannot subscribe to ${evictedChannel('*')} (${(error as Error).message})`);
+      this.evictionsRefused = true;
+    }
+  }
+
+  /** Subscribes to the `wanted` channels and unsubscribes from the others that `mine` selects. */
+  private async subscribeExactly(wanted: Set<string>, mine: (channel: string) => boolean): Promise<void> {
+    const add = [...wanted].filter((channel) => !this.activeChannels.has(channel));
+    const remove = [...this.activeChannels].filter((channel) => mine(channel) && !wanted.has(channel));
+    if (add.length > 0) await this.subscriber.subscribe(...add);
+    for (const channel of add) this.activeChannels.add(channel);
+    if (remove.length > 0) await this.subscriber.unsubscribe(...remove);
+    for (const channel of remove) this.activeChannels.delete(channel);
   }
 
   private onMessage(channel: Buffer, message: Buffer): void {
@@ -690,8 +706,10 @@ export class ControlPlane implements ControlHooks {
     if (name === this.names.changes) this.onChange(parseChange(message.toString('latin1')));
     else if (name === this.names.wake) this.reaper.wake();
     else {
-      const match = EXPIRED_CHANNEL.exec(name);
-      if (match) this.reporter.queue(Number(match[1]), message.toString('latin1'));
+      const expired = EXPIRED_CHANNEL.exec(name);
+      if (expired) this.reporter.queue(Number(expired[1]), message.toString('latin1'));
+      const evicted = EVICTED_CHANNEL.exec(name);
+      if (evicted) this.reporter.queueEvicted(Number(evicted[1]), message.toString('latin1'));
     }
   }
 

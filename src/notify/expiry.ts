@@ -32,6 +32,7 @@ export interface ReportResult {
 
 export class ExpiryReporter {
   private queued = new Map<number, Set<string>>();
+  private evicted = new Map<number, Set<string>>();
   private flushScheduled = false;
   /**
    * Keys the reaper reported in the last RECENT_MS (two generations). Reporting touches the key,
@@ -81,10 +82,51 @@ export class ExpiryReporter {
     }
   }
 
+  /** From the keyevent subscription (best effort): `evicted`, for registrations that take it. */
+  queueEvicted(db: number, key: string): void {
+    if (key.startsWith(this.names.prefix) || !this.registry.all.hasAny(key)) return;
+    let keys = this.evicted.get(db);
+    if (!keys) this.evicted.set(db, (keys = new Set()));
+    keys.add(key);
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      setImmediate(() => void this.flushQueued());
+    }
+  }
+
+  private async flushEvicted(): Promise<void> {
+    const evicted = this.evicted;
+    this.evicted = new Map();
+    for (const [db, keys] of evicted) {
+      const batch = [...keys];
+      try {
+        for (let start = 0; start < batch.length; start += BATCH) {
+          const keysNow = batch.slice(start, start + BATCH);
+          await inDatabase(this.control, db, [['FCALL', 'notifylist_evicted', keysNow.length, ...keysNow.map(binary), this.secret(), ...this.candidates(db, keysNow)]]);
+        }
+      } catch (error) {
+        this.log.warn('evicted_lost', `evicted events for db ${db} not reported (best effort): ${(error as Error).message}`, { db });
+      }
+    }
+  }
+
+  /** Candidate triples of the keys (key index, pattern, list), after their count. */
+  private candidates(db: number, keys: string[]): Buffer[] {
+    const triples: Buffer[] = [];
+    keys.forEach((key, i) => {
+      this.registry.all.match(key, (pattern, list) => {
+        // Suspended registrations get nothing the proxy would do under its own login.
+        if (!this.registry.isSuspended(db, pattern)) triples.push(binary(String(i + 1)), binary(pattern), binary(list));
+      });
+    });
+    return [binary(String(triples.length / 3)), ...triples];
+  }
+
   private async flushQueued(): Promise<void> {
     this.flushScheduled = false;
     const queued = this.queued;
     this.queued = new Map();
+    if (this.evicted.size > 0) await this.flushEvicted();
     for (const [db, keys] of queued) {
       try {
         await this.report(db, [...keys], false);
@@ -102,21 +144,13 @@ export class ExpiryReporter {
    */
   async report(db: number, keys: string[], byReaper: boolean): Promise<ReportResult> {
     // Candidates of every database: the library keeps only those registered in this one.
-    const index = this.registry.all;
     const result: ReportResult = { pushed: 0, unchanged: 0 };
     for (let start = 0; start < keys.length; start += BATCH) {
       const batch = keys.slice(start, start + BATCH);
-      const triples: Buffer[] = [];
-      batch.forEach((key, i) => {
-        if (byReaper) this.recent.add(`${db}\n${key}`);
-        index.match(key, (pattern, list) => {
-          // Suspended registrations get nothing the proxy would do under its own login.
-          if (!this.registry.isSuspended(db, pattern)) triples.push(binary(String(i + 1)), binary(pattern), binary(list));
-        });
-      });
+      if (byReaper) for (const key of batch) this.recent.add(`${db}\n${key}`);
       const evidence = byReaper ? [] : [binary('expired')];
       const [reply] = (await inDatabase(this.control, db, [
-        ['FCALL', 'notifylist_expired', batch.length, ...batch.map(binary), this.secret(), triples.length / 3, ...triples, ...evidence, 'lags'],
+        ['FCALL', 'notifylist_expired', batch.length, ...batch.map(binary), this.secret(), ...this.candidates(db, batch), ...evidence, 'lags'],
       ])) as [Array<number | Buffer | number[]>];
       result.pushed += Number(reply[0]);
       result.unchanged += Number(reply[1]);

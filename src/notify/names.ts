@@ -43,3 +43,10 @@ export function expiredChannel(db: number | '*'): string {
 }
 
 export const EXPIRED_CHANNEL = /^__keyevent@(\d+)__:expired$/;
+
+/** Redis's keyevent channel for evictions (maxmemory) in one database. */
+export function evictedChannel(db: number | '*'): string {
+  return `__keyevent@${db}__:evicted`;
+}
+
+export const EVICTED_CHANNEL = /^__keyevent@(\d+)__:evicted$/;

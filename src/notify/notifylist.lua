@@ -1779,6 +1779,39 @@ local function notifylist_expired(keys, argv)
   return reply
 end
 
+-- FCALL notifylist_evicted <numkeys> <keys...> <secret> <candidates...>: Redis published `evicted`
+-- for these keys (maxmemory; best effort: from the keyevent subscription only). A key that is gone
+-- loses its index entry without an `expired` (it did not expire) and gets `evicted` for the
+-- registrations that take it; unless its indexed deadline has passed (that is `expired`'s, left
+-- to the reaper: a forged `evicted` cannot take an expiry's event away). Returns the events pushed.
+local function notifylist_evicted(keys, argv)
+  if not from_proxy(argv[1]) then return not_from_proxy() end
+  local refused = check_registry_read()
+  if refused then return refused end
+  local lists_by_key = verified_lists(argv, 2, #keys)
+  drop_targets(keys, lists_by_key)
+  refused = check_internal_access()
+  if refused then return refused end
+  local now, pushed = now_ms(), 0
+  for index, key in ipairs(keys) do
+    if not key_exists(key) then
+      local deadline = tonumber(redis.call('ZSCORE', EXPIRY, key))
+      if not deadline or deadline >= now then
+        if deadline then unindex_key(key) end
+        local usable = {}
+        for _, list in ipairs(lists_by_key[index] or {}) do
+          if list_problem(list) == nil then
+            usable[#usable + 1] = list
+            usable[list] = lists_by_key[index][list]
+          end
+        end
+        pushed = pushed + push_event(key, 'evicted', usable)
+      end
+    end
+  end
+  return pushed
+end
+
 -- FCALL notifylist_backfill 0 <secret> <count> [<pattern> ...]: bounded SCAN steps of pending
 -- backfills: index the keys that match a pending pattern, have a TTL and no entry yet. A step costs
 -- what it scans (about min(DBSIZE, count) per SCAN call, a budget of 4 x count per call): patterns
@@ -2027,6 +2060,8 @@ local ALWAYS = { 'no-writes', 'allow-stale', 'allow-oom' }
 redis.register_function('notifylist_write', write_denyoom)
 redis.register_function{ function_name = 'notifylist_write_allow_oom', callback = write_others, flags = { 'allow-oom' } }
 redis.register_function('notifylist_expired', notifylist_expired)
+-- (Memory is at its limit when keys are evicted: the event must still be pushed.)
+redis.register_function{ function_name = 'notifylist_evicted', callback = notifylist_evicted, flags = { 'allow-oom' } }
 redis.register_function{ function_name = 'notifylist_flush', callback = notifylist_flush, flags = { 'allow-oom' } }
 redis.register_function{ function_name = 'notifylist_swapdb', callback = notifylist_swapdb, flags = { 'allow-oom' } }
 redis.register_function{ function_name = 'notifylist_info', callback = notifylist_info, flags = { 'no-writes' } }

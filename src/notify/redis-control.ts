@@ -78,11 +78,11 @@ export async function databaseCount(redis: Redis): Promise<number> {
   return reply.length === 2 ? Number(reply[1]) : 16;
 }
 
-/** notify-keyspace-events with keyevent (E) and expired (x) added, nothing removed. */
-export function withExpiredEvents(flags: string): string {
+/** notify-keyspace-events with keyevent (E), expired (x) and evicted (e) added, nothing removed. */
+export function withKeyeventFlags(flags: string): string {
   let merged = flags;
   if (!merged.includes('E')) merged += 'E';
-  if (!merged.includes('x') && !merged.includes('A')) merged += 'x';
+  for (const flag of ['x', 'e']) if (!merged.includes(flag) && !merged.includes('A')) merged += flag;
   return merged;
 }
 
