@@ -284,14 +284,14 @@ local function registry_value(pattern, list, owner, events)
   return registration_tag(pattern, list, owner, events) .. 'e' .. #events .. ':' .. events .. owned
 end
 
--- The list, owner, events filter and events text of a registry value the library made for
--- `pattern`, else nil (no value, or one written by hand). Checked values are remembered (one
+-- The list, owner, events filter, events text and all of them as one (remembered) table of a
+-- registry value the library made for `pattern`, else nil (no value, or one written by hand). Checked values are remembered (one
 -- lookup next time; bounded).
 local checked_values, checked_count = {}, 0
 local function registration(pattern, value)
   if not value then return nil end
   local known = checked_values[value]
-  if known and known.pattern == pattern then return known.list, known.owner, known.filter, known.events end
+  if known and known.pattern == pattern then return known.list, known.owner, known.filter, known.events, known end
   local at, events = 41, DEFAULT_EVENTS
   local events_digits = string.match(value, '^e(%d+):', 41)
   if events_digits then
@@ -308,9 +308,10 @@ local function registration(pattern, value)
   if string.sub(value, 1, 40) ~= registration_tag(pattern, list, owner, events) then return nil end
   if checked_count >= 10000 then checked_values, checked_count = {}, 0 end
   local filter = events_filter(events)
-  checked_values[value] = { pattern = pattern, list = list, owner = owner, filter = filter, events = events }
+  known = { pattern = pattern, list = list, owner = owner, filter = filter, events = events }
+  checked_values[value] = known
   checked_count = checked_count + 1
-  return list, owner, filter, events
+  return list, owner, filter, events, known
 end
 
 -- The list of `pattern` in this database's registry (nil: not registered), its owner, its events
@@ -353,47 +354,39 @@ local function verified_lists(argv, first, key_count)
   local count = tonumber(string.match(argv[first], '^%d+'))
   local current = {}
   local lists_by_key = {}
-  local grown = {} -- lists table -> list -> filter -> that table with the list (and filter) added
-  -- `lists` with `list` added under `filter`: one shared table per combination.
+  local grown = {} -- lists table -> list -> that table with the list added (under one filter)
+  -- `lists` with `list` added under `filter`: one shared table per combination (the rare second
+  -- filter for the same list and lists is not shared).
   local function with(lists, list, filter)
     local by_list = grown[lists]
     if not by_list then
       by_list = {}
       grown[lists] = by_list
     end
-    local by_filter = by_list[list]
-    if not by_filter then
-      by_filter = {}
-      by_list[list] = by_filter
+    local wanted = lists[list] and union(lists[list], filter) or filter
+    local more = by_list[list]
+    if more and more[list] == wanted then return more end
+    more = {}
+    for n, name in ipairs(lists) do
+      more[n] = name
+      more[name] = lists[name]
     end
-    local more = by_filter[filter]
-    if not more then
-      more = {}
-      for n, name in ipairs(lists) do
-        more[n] = name
-        more[name] = lists[name]
-      end
-      if more[list] then
-        more[list] = union(more[list], filter)
-      else
-        more[#more + 1] = list
-        more[list] = filter
-      end
-      by_filter[filter] = more
-    end
+    if not more[list] then more[#more + 1] = list end
+    more[list] = wanted
+    by_list[list] = by_list[list] or more
     return more
   end
   for i = 0, count - 1 do
     local base = first + 1 + 3 * i
     local indexes, pattern, list = argv[base], argv[base + 1], argv[base + 2]
-    local known = current[pattern]
-    if known == nil then
-      local registered, _, filter = registered_list(pattern)
-      known = registered and { list = registered, filter = filter } or false
-      current[pattern] = known
+    local registered = current[pattern]
+    if registered == nil then
+      local _, _, _, _, known = registered_list(pattern)
+      registered = known or false
+      current[pattern] = registered
     end
-    if known and known.list == list then
-      local filter = known.filter
+    if registered and registered.list == list then
+      local filter = registered.filter
       local from, to = tonumber(indexes), nil
       if not from then
         from, to = string.match(indexes, '^(%d+)-(%d+)$')
@@ -673,14 +666,20 @@ end
 -- Events pushed during the current notifylist_write call, by op (it tells the calling proxy).
 local pushed_by_op = {}
 
--- The text arrays of the lists in `lists` that take `op` (made on first use).
+-- The text arrays of the lists in `lists` that take `op` (made on first use; cached per op: the
+-- first op of the call in by_table, others in by_op[op]).
 local function arrays_of(events, lists, op)
-  local by_op = events.by_table[lists]
-  if not by_op then
-    by_op = {}
-    events.by_table[lists] = by_op
+  events.op = events.op or op
+  local by_op = events.by_table
+  if op ~= events.op then
+    events.by_op = events.by_op or {}
+    by_op = events.by_op[op]
+    if not by_op then
+      by_op = {}
+      events.by_op[op] = by_op
+    end
   end
-  local arrays = by_op[op]
+  local arrays = by_op[lists]
   if arrays then return arrays end
   arrays = {}
   local by_list = events.lists
@@ -696,7 +695,7 @@ local function arrays_of(events, lists, op)
       arrays[#arrays + 1] = texts
     end
   end
-  by_op[op] = arrays
+  by_op[lists] = arrays
   return arrays
 end
 
@@ -1464,15 +1463,21 @@ local function notifylist_write(keys, argv, allowed)
   local is_del = name == 'del' or name == 'unlink'
   -- What must be read of the keys before the command: whether they exist, for `new` and the
   -- models that need it (DEL: only for `del`).
-  local existed, reads_before = {}, READS_BEFORE[name]
-  local reading = {}
+  -- (nil, the common case: nothing to read.)
+  local reads_before, reading = READS_BEFORE[name], nil
   for index, lists in pairs(lists_by_key) do
-    if reads_before or wants(lists, 'new') or (is_del and wants(lists, 'del')) then reading[index] = true end
+    if reads_before or wants(lists, 'new') or (is_del and wants(lists, 'del')) then
+      reading = reading or {}
+      reading[index] = true
+    end
   end
   if NO_READS_AFTER[name] then
     -- Settling and `existed` read the keys.
-    for index in pairs(entries) do reading[index] = true end
-    for index in pairs(reading) do
+    for index in pairs(entries) do
+      refused = check_key_reads(keys[index])
+      if refused then return refused end
+    end
+    for index in pairs(reading or NO_LISTS) do
       refused = check_key_reads(keys[index])
       if refused then return refused end
     end
@@ -1501,18 +1506,23 @@ local function notifylist_write(keys, argv, allowed)
   local before = nil
   if other_db then before = now_ms() end
 
-  for index in pairs(reading) do
+  local existed = reading and {} or NO_LISTS
+  for index in pairs(reading or NO_LISTS) do
     local key = keys[index]
     if existed[key] == nil then
       if index == 1 and before_exists ~= nil then existed[key] = before_exists else existed[key] = key_exists(key) end
     end
   end
-  local c = { name = name, args = args, keys = keys, lists = lists_by_key, existed = existed, exists = {}, before = {} }
-  local model = MODELS[name]
-  local after = model
-  if type(model) == 'table' then
-    after = model.after
-    if model.before and next(lists_by_key) ~= nil then model.before(c) end
+  -- What the events need (the SET family without `new` needs none of it: its fast path).
+  local c = nil
+  local model, after = MODELS[name], nil
+  if reading or not SET_FAMILY[name] then
+    c = { name = name, args = args, keys = keys, lists = lists_by_key, existed = existed, exists = {}, before = {} }
+    after = model
+    if type(model) == 'table' then
+      after = model.after
+      if model.before and next(lists_by_key) ~= nil then model.before(c) end
+    end
   end
 
   -- RESP3 conversion keeps a null a null (RESP2 would turn it into false, which a RESP3 client
@@ -1520,18 +1530,19 @@ local function notifylist_write(keys, argv, allowed)
   redis.setresp(3)
   local reply = run_command(name, args)
   redis.setresp(2)
-  c.reply = reply
-  local client_reply = exact_reply(name, keys, args, reply)
+  local client_reply = reply
+  if NULL_ARRAY_REPLIES[name] or INTEGER_VALUE_REPLIES[name] then client_reply = exact_reply(name, keys, args, reply) end
+  if c then c.reply = reply end
 
   if is_error(reply) or next(lists_by_key) == nil then
     -- No event where Redis publishes none.
   elseif SET_FAMILY[name] then
     if command_wrote(name, reply, condition, before_exists) then
       local events = new_events(keys)
-      c.events = events
+      if c then c.events = events end
       local unindexed = {}
       if name == 'mset' or name == 'msetnx' then
-        if next(reading) == nil then
+        if not reading then
           add_events(events, keys, lists_by_key, 'set')
         else
           for index, key in ipairs(keys) do
@@ -1548,8 +1559,10 @@ local function notifylist_write(keys, argv, allowed)
         local lists = lists_by_key[1]
         if lists then
           local key = keys[1]
-          c.exists[key] = true
-          created(c, 1)
+          if reading then
+            c.exists[key] = true -- (written: it exists, even with a deadline already past)
+            created(c, 1)
+          end
           add_event(events, key, 'set', lists)
           if set_ttl or name == 'setex' or name == 'psetex' then add_event(events, key, 'expire', lists) end
           if sync_index(key, indexed[1] or false, true) == -2 then
