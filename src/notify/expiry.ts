@@ -69,24 +69,21 @@ export class ExpiryReporter {
 
   /** From the keyevent subscription: queue, and report in batches on the next tick. */
   queue(db: number, key: string): void {
-    // Internal keys (the reaper lease expires, for one) never match patterns.
-    if (key.startsWith(this.names.prefix) || !this.registry.all.hasAny(key)) return;
     const id = `${db}\n${key}`;
     if (this.recent.delete(id) || this.older.delete(id)) return;
-    let keys = this.queued.get(db);
-    if (!keys) this.queued.set(db, (keys = new Set()));
-    keys.add(key);
-    if (!this.flushScheduled) {
-      this.flushScheduled = true;
-      setImmediate(() => void this.flushQueued());
-    }
+    this.enqueue(this.queued, db, key);
   }
 
   /** From the keyevent subscription (best effort): `evicted`, for registrations that take it. */
   queueEvicted(db: number, key: string): void {
+    this.enqueue(this.evicted, db, key);
+  }
+
+  private enqueue(into: Map<number, Set<string>>, db: number, key: string): void {
+    // Internal keys (the reaper lease expires, for one) never match patterns.
     if (key.startsWith(this.names.prefix) || !this.registry.all.hasAny(key)) return;
-    let keys = this.evicted.get(db);
-    if (!keys) this.evicted.set(db, (keys = new Set()));
+    let keys = into.get(db);
+    if (!keys) into.set(db, (keys = new Set()));
     keys.add(key);
     if (!this.flushScheduled) {
       this.flushScheduled = true;
