@@ -701,12 +701,24 @@ describe('transparency: random command streams (fast-check)', () => {
 interface TableCase {
   name: string;
   items: Item[];
-  /** Redis's reply bytes (after HELLO's, in RESP3); a string applies to both protocols. */
-  resp2: string;
+  /** Redis's reply bytes (after HELLO's, in RESP3); a string applies to both protocols. Omitted:
+   * only the proxied bytes are compared with Redis's. */
+  resp2?: string;
   resp3?: string;
 }
 
 const tableCases: TableCase[] = [
+  {
+    // Rewritten, they run in the client's protocol (the shapes differ between RESP2 and RESP3).
+    name: 'replies whose shape depends on the protocol: ZPOPMIN/ZPOPMAX with a count, SPOP with a count, XREADGROUP, ZINCRBY, ZMPOP',
+    items: [
+      c('ZADD', 'k1', '1', 'a', '2.5', 'b', '3', 'c'), c('ZPOPMIN', 'k1', '2'), c('ZPOPMAX', 'k1', '5'), c('ZPOPMIN', 'k1', '1'),
+      c('SADD', 'k3', 'x'), c('SPOP', 'k3', '2'), c('SPOP', 'k3', '2'),
+      c('XADD', 'k2', '1-1', 'f', 'v'), c('XGROUP', 'CREATE', 'k2', 'g', '0'), c('XREADGROUP', 'GROUP', 'g', 'c', 'STREAMS', 'k2', '>'),
+      c('XREADGROUP', 'GROUP', 'g', 'c', 'STREAMS', 'k2', '>'), c('ZINCRBY', 'k4', '1.5', 'm'), c('ZADD', 'k4', 'INCR', '1', 'm'),
+      c('ZMPOP', '1', 'k4', 'MIN'), c('ZMPOP', '1', 'k4', 'MIN'),
+    ],
+  },
   {
     name: 'SET ... GET on a missing key replies null: $-1 in RESP2, _ in RESP3 (also GETSET, GETDEL, GETEX)',
     items: [c('SET', 'k1', 'v', 'GET'), c('SET', 'k1', 'w', 'GET'), c('GETSET', 'k2', 'x'), c('GETDEL', 'k3'), c('GETEX', 'k3', 'EX', '1000'), c('GETDEL', 'k1'), c('GET', 'k1')],

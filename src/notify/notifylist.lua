@@ -320,8 +320,8 @@ local function registered_list(pattern)
   return registration(pattern, redis.call('HGET', REGISTRY, pattern))
 end
 
--- ARGV[first] = number of candidate triples (`<n>`, or `<n>/<proxy counter>` from a proxy that counts
--- its events: see notifylist_write), then (key index, pattern, list) triples; the key
+-- ARGV[first] = number of candidate triples (`<n>`, or `<n>/<client protocol>/<proxy counter>` from
+-- notifylist_write's proxy, which counts its events), then (key index, pattern, list) triples; the key
 -- index may be a range `first-last` (consecutive keys with the same candidate, as in a large MSET).
 -- Returns: per key index, the verified lists (deduplicated, in first-seen order); index after.
 -- Keys with the same lists share one table (so a large MSET makes a few tables, not one per key):
@@ -1408,7 +1408,7 @@ local EXACT_UP_TO = 9007199254740992 -- 2^53
 
 -- The reply for the client: the command's, or a marked one (see marked) where Lua cannot give it.
 local function exact_reply(name, keys, args, reply)
-  if reply == nil and NULL_ARRAY_REPLIES[name] and (#args >= 3 or (name ~= 'lpop' and name ~= 'rpop')) then
+  if (reply == nil or reply == false) and NULL_ARRAY_REPLIES[name] and (#args >= 3 or (name ~= 'lpop' and name ~= 'rpop')) then
     return marked('n') -- (LPOP and RPOP: with a count; without one, a null bulk string)
   end
   if type(reply) == 'number' and INTEGER_VALUE_REPLIES[name] and (reply >= EXACT_UP_TO or reply <= -EXACT_UP_TO) then
@@ -1424,7 +1424,7 @@ end
 -- command (MODELS) per (written key, verified list that takes the event); keeps the expiry index
 -- true. Returns the command's own reply.
 -- The reply must stay the command's, so the events pushed go to the calling proxy's counter
--- (`<n>/<proxy counter>` in the candidates) in STATS, field `<proxy counter>:<op>`.
+-- (`<n>/<client protocol>/<proxy counter>` in the candidates) in STATS, field `<proxy counter>:<op>`.
 -- Candidate key indexes refer to KEYS (a large MSET, MSETNX, DEL or UNLINK: to its keys, sent
 -- without KEYS); for MOVE, KEYS[2] stands for the key in the target db.
 -- Every check comes before the first write; nothing after the command can fail.
@@ -1433,7 +1433,7 @@ local function notifylist_write(keys, argv, allowed)
   local refused = check_registry_read()
   if refused then return refused end
   pushed_by_op = {}
-  local counter = string.match(argv[CANDIDATES_AT], '^%d+/(.+)$')
+  local protocol, counter = string.match(argv[CANDIDATES_AT], '^%d+/([23])/(.+)$')
   -- (Keys read from the command's arguments are fewer than the arguments.)
   local lists_by_key, command_at = verified_lists(argv, CANDIDATES_AT, #keys > 0 and #keys or #argv)
   local args, argc = {}, 0
@@ -1525,9 +1525,9 @@ local function notifylist_write(keys, argv, allowed)
     end
   end
 
-  -- RESP3 conversion keeps a null a null (RESP2 would turn it into false, which a RESP3 client
-  -- would receive as #f); the function's return value is then encoded for the client's protocol.
-  redis.setresp(3)
+  -- In the client's protocol, whose replies differ in shape (ZPOPMIN with a count, XREADGROUP's map,
+  -- doubles): RESP2's null is false, which a RESP2 client then gets as a null; RESP3's stays nil.
+  redis.setresp(protocol == '3' and 3 or 2)
   local reply = run_command(name, args)
   redis.setresp(2)
   local client_reply = reply

@@ -291,6 +291,9 @@ export interface SessionState {
   users: string[];
   /** The client has subscribed (SUBSCRIBE, PSUBSCRIBE, SSUBSCRIBE) at some time. */
   subscribed: boolean;
+  /** The connection speaks RESP3 (HELLO 3): the library runs the client's command in the client's
+   * protocol, whose replies differ in shape (ZPOPMIN with a count, XREADGROUP, doubles, ...). */
+  resp3: boolean;
 }
 
 interface CandidateRun {
@@ -450,8 +453,9 @@ export class Rewriter {
     const denyoom = typeof command.denyoom === 'function' ? command.denyoom(frame) : command.denyoom;
     const fn = denyoom ? 'notifylist_write' : 'notifylist_write_allow_oom';
     const tail = frameTail(frame, 0);
-    // `<n>/<counter>`: the library counts the events pushed for this proxy (notifylist_write).
-    const counted = `${triples.length / 3}/${this.control.eventCounter}`;
+    // `<n>/<protocol>/<counter>`: the client's protocol, and the counter of the events pushed for
+    // this proxy (notifylist_write).
+    const counted = `${triples.length / 3}/${candidates.resp3 ? 3 : 2}/${this.control.eventCounter}`;
     const made = (): Buffer[] => fcall(fn, keys, [this.control.secret(), counted, ...triples], tail);
     // The call carries the secret, known once the library is loaded (a write pipelined behind the
     // first registration waits for that; the session holds its requests meanwhile anyway).

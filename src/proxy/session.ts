@@ -109,7 +109,7 @@ export class Session {
     this.framer = new RequestFramer(options.limits);
     // Redis authenticates a new connection at once if the default user needs no password.
     const authenticated = !options.authRequired();
-    this.state = { registry: options.registry.all, authenticated, users: ['default'], subscribed: false };
+    this.state = { registry: options.registry.all, authenticated, users: ['default'], subscribed: false, resp3: false };
     this.counting = !authenticated;
     this.framer.unauthenticated = !authenticated;
     this.watchFirstReply = authenticated && options.initialDb === 0;
@@ -361,11 +361,17 @@ export class Session {
     let authenticates = false;
     if (frame.argc > 0) {
       if (this.counting) this.requestsSent++;
+      // HELLO 2|3 sets the connection's protocol (taken as done: a HELLO whose AUTH fails keeps it).
+      if (frame.argLength(0) === 5 && frame.argc >= 2 && frame.argIs(0, 'hello')) {
+        if (frame.argIs(1, '3')) this.state.resp3 = true;
+        else if (frame.argIs(1, '2')) this.state.resp3 = false;
+      }
       if (!this.state.authenticated) {
         authenticates = this.trackAuth(frame);
       } else if (isReset(frame)) {
         this.state.users = ['default'];
         this.state.subscribed = false; // RESET unsubscribes too
+        this.state.resp3 = false; // and goes back to RESP2
         if (this.options.authRequired()) this.unauthenticatedByReset();
       } else if (frame.argLength(0) === 4 || frame.argLength(0) === 5) {
         // AUTH / HELLO ... AUTH of an authenticated client: its reply is not read (hot path), so
