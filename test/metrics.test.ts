@@ -47,6 +47,22 @@ const pairs = (text: string | undefined): Record<string, number> =>
 const delta = (after: Scrape, before: Scrape, name: string, labels: Record<string, string> = {}): number => after.value(name, labels) - before.value(name, labels);
 
 describe('metrics', () => {
+  it('events of every op are counted by op (EVENTS @all new), in metrics and NOTIFYLIST.INFO', async () => {
+    const { client, metricsPort } = await setup();
+    expect(await client.call('NOTIFYLIST.SET', 'a:*', 'alist', 'EVENTS', '@all', 'new')).toBe('OK');
+    const before = await scrape(metricsPort);
+    await client.rpush('a:l', 'x', 'y'); // new, rpush
+    await client.lpop('a:l'); // lpop
+    await client.del('a:l'); // del
+    await client.hset('a:h', 'f', 'v'); // new, hset
+    await client.xadd('a:x', '*', 'f', 'v'); // new, xadd
+    await client.call('XGROUP', 'CREATE', 'a:x', 'g', '0'); // xgroup-create
+    const after = await scrape(metricsPort);
+    const counts = Object.fromEntries(['new', 'rpush', 'lpop', 'del', 'hset', 'xadd', 'xgroup-create'].map((op) => [op, delta(after, before, 'notifylist_events_total', { op })]));
+    expect(counts).toEqual({ new: 3, rpush: 1, lpop: 1, del: 1, hset: 1, xadd: 1, 'xgroup-create': 1 });
+    expect(pairs((await info(client)).get('events'))).toMatchObject({ new: 3, rpush: 1, lpop: 1, del: 1, hset: 1, xadd: 1, 'xgroup-create': 1 });
+  });
+
   it('100 writes to registered keys add exactly 100 to events_total{op="set"}; request paths move as expected; NOTIFYLIST.INFO agrees', async () => {
     const { client, metricsPort, direct } = await setup();
     expect(await client.call('NOTIFYLIST.SET', 'm:*', 'mlist')).toBe('OK');

@@ -60,7 +60,6 @@ const AUTH_PROBE_MAX_AGE_MS = 1000;
 /** Patterns per HMGET when looking changed registrations up. */
 const LOOKUP_BATCH = 1000;
 /** The ops whose events the library counts for the proxy that wrote (see takeEventCounts). */
-const COUNTED_OPS = ['set', 'expired'];
 /** Longest wait for Redis when taking the event counts (a scrape must not hang on a lost Redis). */
 const TAKE_COUNTS_TIMEOUT_MS = 1000;
 
@@ -322,13 +321,15 @@ export class ControlPlane implements ControlHooks {
   takeEventCounts(): Promise<void> {
     if (!this.everActive || this.control.status !== 'ready') return Promise.resolve();
     this.taking ??= inDatabase(this.control, 0, [
-      ['FCALL', 'notifylist_take_counts', 0, binary(this.secret()), this.databaseCount, this.eventCounter, ...COUNTED_OPS],
+      ['FCALL', 'notifylist_take_counts', 0, binary(this.secret()), this.databaseCount, this.eventCounter],
     ])
       .then(([totals]) => {
-        (totals as number[]).forEach((count, i) => {
-          if (COUNTED_OPS[i] === 'expired') this.stats.addExpired('write', Number(count));
-          else this.stats.addEvents(COUNTED_OPS[i], Number(count));
-        });
+        const pairs = totals as Array<Buffer | number>;
+        for (let i = 0; i + 1 < pairs.length; i += 2) {
+          const op = pairs[i].toString();
+          if (op === 'expired') this.stats.addExpired('write', Number(pairs[i + 1]));
+          else this.stats.addEvents(op, Number(pairs[i + 1]));
+        }
       })
       .catch(() => undefined) // (a lost reply loses those counts; never counted twice)
       .finally(() => {

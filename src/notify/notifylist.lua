@@ -2021,31 +2021,36 @@ local function notifylist_migrate(_, argv)
   return tagged
 end
 
--- FCALL notifylist_take_counts 0 <secret> <databases> <proxy counter> <op...>: the events of each op
--- that the proxy's writes pushed (see notifylist_write), summed over every database, and removed:
--- atomically, so that each is counted by the proxy once.
+-- FCALL notifylist_take_counts 0 <secret> <databases> <proxy counter>: the events of each op that
+-- the proxy's writes pushed (see notifylist_write), summed over every database, and removed:
+-- atomically, so that each is counted by the proxy once. Returns op, count, op, count, ...
 local function notifylist_take_counts(_, argv)
   if not from_proxy(argv[1]) then return not_from_proxy() end
-  local databases, counter = tonumber(argv[2]), argv[3]
-  local fields, totals = {}, {}
-  for i = 4, #argv do
-    fields[#fields + 1] = counter .. ':' .. argv[i]
-    totals[#totals + 1] = 0
-  end
-  if #fields == 0 then return totals end
+  local databases, prefix = tonumber(argv[2]), argv[3] .. ':'
+  local totals, ops = {}, {}
   for db = 0, databases - 1 do
     redis.call('SELECT', db)
-    local values = redis.call('HMGET', STATS, unpack(fields))
-    local any = false
-    for i, value in ipairs(values) do
-      if value then
-        totals[i] = totals[i] + tonumber(value)
-        any = true
+    local fields = redis.call('HGETALL', STATS)
+    local taken = {}
+    for i = 1, #fields, 2 do
+      if starts_with(fields[i], prefix) then
+        local op = string.sub(fields[i], #prefix + 1)
+        if not totals[op] then
+          totals[op] = 0
+          ops[#ops + 1] = op
+        end
+        totals[op] = totals[op] + tonumber(fields[i + 1])
+        taken[#taken + 1] = fields[i]
       end
     end
-    if any then redis.call('HDEL', STATS, unpack(fields)) end
+    if #taken > 0 then redis.call('HDEL', STATS, unpack(taken)) end
   end
-  return totals
+  local reply = {}
+  for _, op in ipairs(ops) do
+    reply[#reply + 1] = op
+    reply[#reply + 1] = totals[op]
+  end
+  return reply
 end
 
 -- FCALL_RO notifylist_version 0: which library this is (proxies never replace a newer one).
