@@ -27,6 +27,10 @@ afterAll(async () => {
   await redis?.destroy();
 });
 
+/** NOTIFYLIST.INFO's `events:a=1,b=2` line. */
+const pairs = (info: string): Record<string, number> =>
+  Object.fromEntries((/^events:(.*)$/m.exec(info)?.[1] ?? '').trim().split(',').filter(Boolean).map((item) => [item.split('=')[0], Number(item.split('=')[1])]));
+
 const usedMemory = async (): Promise<number> => Number(/used_memory:(\d+)/.exec(await direct.info('memory'))![1]);
 
 describe('evicted', () => {
@@ -56,6 +60,7 @@ describe('evicted', () => {
     expect(events.length).toBe(gone);
     for (const { key } of events) expect(remaining.has(key)).toBe(false);
     expect(await direct.zcard('notifylist:expiry')).toBe(remaining.size);
+    expect(pairs((await client.call('NOTIFYLIST.INFO')) as string).evicted).toBe(gone);
   });
 
   it('a forged evicted message (PUBLISH) for a key that exists changes nothing', async () => {

@@ -167,7 +167,7 @@ export class ControlPlane implements ControlHooks {
     this.reporter = new ExpiryReporter(this.control, this.registry, this.names, secret, log, (byReaper, pushed, lagsMs) => {
       this.stats.addExpired(byReaper ? 'reaper' : 'keyevent', pushed);
       for (const lag of lagsMs) this.stats.observeExpiryLag(lag / 1000);
-    });
+    }, (pushed) => this.stats.addEvents('evicted', pushed));
     this.reaper = new Reaper(this.control, this.registry, this.reporter, this.names, secret, config.leaseMs, log);
     this.keeper = new RegistrationKeeper(this.control, this.names, () => this.registry.snapshot(), log, () => void this.reload());
   }

@@ -55,6 +55,8 @@ export class ExpiryReporter {
     private readonly log: Log,
     /** Told of every report's expired events and each reported key's lag (ms from its deadline). */
     private readonly reported: (byReaper: boolean, pushed: number, lagsMs: number[]) => void = () => undefined,
+    /** Told of the `evicted` events each report pushed. */
+    private readonly evictedPushed: (pushed: number) => void = () => undefined,
   ) {
     this.rotation = setInterval(() => {
       this.older = this.recent;
@@ -99,7 +101,8 @@ export class ExpiryReporter {
       try {
         for (let start = 0; start < batch.length; start += BATCH) {
           const keysNow = batch.slice(start, start + BATCH);
-          await inDatabase(this.control, db, [['FCALL', 'notifylist_evicted', keysNow.length, ...keysNow.map(binary), this.secret(), ...this.candidates(db, keysNow)]]);
+          const [pushed] = await inDatabase(this.control, db, [['FCALL', 'notifylist_evicted', keysNow.length, ...keysNow.map(binary), this.secret(), ...this.candidates(db, keysNow)]]);
+          this.evictedPushed(Number(pushed));
         }
       } catch (error) {
         this.log.warn('evicted_lost', `evicted events for db ${db} not reported (best effort): ${(error as Error).message}`, { db });
