@@ -322,16 +322,58 @@ describe('found by the events oracle (kept as regressions)', () => {
   });
 });
 
-describe('forwarded writes (README: known differences): replies as from Redis, no events', () => {
-  it('the blocking commands, and BITFIELD with a field wider than 53 bits', async () => {
+describe('blocking commands', () => {
+  it('served at once: the events of their non-blocking forms, as Redis fires them', async () => {
     await register(['@all', 'new']);
-    await direct.rpush('e:l', 'a', 'b');
+    await direct.rpush('e:l', 'a', 'b', 'c');
     await direct.zadd('e:z', 1, 'a');
-    await direct.xgroup('CREATE', 'e:x', 'g', '0', 'MKSTREAM');
-    await direct.xadd('e:x', '1-1', 'f', 'v');
-    expect(await client.blpop('e:l', 1)).toEqual(['e:l', 'a']);
+    await allPublished();
+    published = [];
+    expect(await client.blpop('e:none', 'e:l', 1)).toEqual(['e:l', 'a']);
+    expect(await client.brpop('e:l', 1)).toEqual(['e:l', 'c']);
     expect(await client.blmove('e:l', 'e:l2', 'LEFT', 'LEFT', 1)).toBe('b');
     expect(await client.bzpopmin('e:z', 1)).toEqual(['e:z', 'a', '1']);
+    expect(await client.call('BLMPOP', '1', '1', 'e:l2', 'RIGHT')).toEqual(['e:l2', ['b']]);
+    await allPublished();
+    const fired = published.filter((e) => e.startsWith('0:')).map((e) => e.slice(2));
+    expect((await targetOps()).map((e) => `${e.key}:${e.op}`)).toEqual(fired);
+    expect(fired).toContain('e:l:lpop');
+  });
+
+  it('that must wait: sent as they are once the library says so, and served by the push; order kept', async () => {
+    await register(['@all', 'new']);
+    const waiting = new Redis(proxy.port);
+    try {
+      const pipeline = waiting.pipeline().blpop('e:later', 2).get('e:after').lpush('e:after', 'x');
+      const replies = pipeline.exec();
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      expect(await direct.exists('e:after')).toBe(0); // the requests after it wait behind it
+      await client.lpush('e:later', 'v'); // through the proxy: its events; the pop serves the waiting client
+      expect((await replies)!.map(([, reply]) => reply)).toEqual([['e:later', 'v'], null, 1]);
+      // (The pop ran outside any function the proxy runs: no lpop, no del.)
+      expect((await targetOps()).map((e) => `${e.key}:${e.op}`)).toEqual(['e:later:new', 'e:later:lpush', 'e:after:new', 'e:after:lpush']);
+      // A timeout: the client gets Redis's null, after its timeout.
+      const started = Date.now();
+      expect(await waiting.blpop('e:none', 0.3)).toBeNull();
+      expect(Date.now() - started).toBeGreaterThanOrEqual(250);
+    } finally {
+      waiting.disconnect();
+    }
+  });
+
+  it('inside MULTI they do not block (as in Redis): run by the library at EXEC', async () => {
+    await register(['@all', 'new']);
+    await direct.rpush('e:l', 'a');
+    expect(await client.multi().blpop('e:l', 0).blpop('e:l', 0).exec()).toEqual([[null, ['e:l', 'a']], [null, null]]);
+    expect((await targetOps()).map((e) => `${e.key}:${e.op}`)).toEqual(['e:l:lpop', 'e:l:del']);
+  });
+});
+
+describe('forwarded writes (README: known differences): replies as from Redis, no events', () => {
+  it('XREADGROUP ... BLOCK, and BITFIELD with a field wider than 53 bits', async () => {
+    await register(['@all', 'new']);
+    await direct.xgroup('CREATE', 'e:x', 'g', '0', 'MKSTREAM');
+    await direct.xadd('e:x', '1-1', 'f', 'v');
     expect(await client.call('XREADGROUP', 'GROUP', 'g', 'c', 'BLOCK', '10', 'STREAMS', 'e:x', '>')).toEqual([['e:x', [['1-1', ['f', 'v']]]]]);
     expect(await client.call('BITFIELD', 'e:b', 'SET', 'i64', '0', '9223372036854775807')).toEqual([0]);
     expect(await targetOps()).toEqual([]);

@@ -610,7 +610,8 @@ local NO_READS_AFTER = { mset = true, del = true, unlink = true }
 -- Multi-key commands whose written keys stay lists or go: one of them may be an event list of
 -- another (every other command writing an event list of one of its keys is refused: it could
 -- change the list's type before the events are pushed).
-local LIST_SAFE = { rpoplpush = true, lmove = true, lmpop = true, del = true, unlink = true, move = true }
+local LIST_SAFE = { rpoplpush = true, lmove = true, lmpop = true, del = true, unlink = true, move = true,
+  blmove = true, brpoplpush = true, blmpop = true, blpop = true, brpop = true }
 
 -- Refuses (before anything is written) what would make the function fail halfway: an event
 -- list that holds another type (or that the command itself would overwrite before its events are
@@ -864,7 +865,27 @@ local function set_options(args)
   return condition, ttl
 end
 
+-- Blocking commands Redis refuses in scripts, run as their non-blocking forms (a function cannot
+-- block; inside MULTI Redis does the same): the first key (in order) that has something gives it.
+local NON_BLOCKING = { blpop = 'LPOP', brpop = 'RPOP', bzpopmin = 'ZPOPMIN', bzpopmax = 'ZPOPMAX', blmove = 'LMOVE',
+  brpoplpush = 'RPOPLPUSH' }
+local function run_without_blocking(name, args)
+  if not redis.acl_check_cmd(unpack(args)) then
+    return redis.error_reply("NOPERM this user has no permissions to run the '" .. name .. "' command")
+  end
+  local form = NON_BLOCKING[name]
+  if name == 'blmove' or name == 'brpoplpush' then return redis.pcall(form, unpack(args, 2, #args - 1)) end
+  for i = 2, #args - 1 do
+    local reply = redis.pcall(form, args[i])
+    if is_error(reply) then return reply end
+    if type(reply) == 'table' and reply[1] ~= nil then return { args[i], reply[1], reply[2] } end
+    if type(reply) == 'string' then return { args[i], reply } end
+  end
+  return nil
+end
+
 local function run_command(name, args)
+  if NON_BLOCKING[name] then return run_without_blocking(name, args) end
   if #args <= UNPACK_SLICE then return redis.pcall(unpack(args)) end
   if name == 'mset' or name == 'msetnx' then
     if name == 'msetnx' then
@@ -1256,6 +1277,13 @@ local MODELS = {
   lmpop = function(c)
     popped_from(c, lower_at(c.args, 3 + tonumber(c.args[2])) == 'left' and 'lpop' or 'rpop')
   end,
+  blpop = function(c) popped_from(c, 'lpop') end,
+  brpop = function(c) popped_from(c, 'rpop') end,
+  blmove = function(c) moving(c, lower_at(c.args, 4), lower_at(c.args, 5)) end,
+  brpoplpush = function(c) moving(c, 'right', 'left') end,
+  blmpop = function(c)
+    popped_from(c, lower_at(c.args, 4 + tonumber(c.args[3])) == 'left' and 'lpop' or 'rpop')
+  end,
   -- hashes
   hset = always('hset'), hmset = always('hset'),
   hsetnx = when('hset', function(reply) return reply == 1 end),
@@ -1288,6 +1316,11 @@ local MODELS = {
   zpopmin = removing('zpopmin', nonempty), zpopmax = removing('zpopmax', nonempty),
   zmpop = function(c)
     popped_from(c, lower_at(c.args, 3 + tonumber(c.args[2])) == 'min' and 'zpopmin' or 'zpopmax')
+  end,
+  bzpopmin = function(c) popped_from(c, 'zpopmin') end,
+  bzpopmax = function(c) popped_from(c, 'zpopmax') end,
+  bzmpop = function(c)
+    popped_from(c, lower_at(c.args, 4 + tonumber(c.args[3])) == 'min' and 'zpopmin' or 'zpopmax')
   end,
   zunionstore = storing('zunionstore'), zinterstore = storing('zinterstore'), zdiffstore = storing('zdiffstore'),
   zrangestore = storing('zrangestore'),
@@ -1402,7 +1435,8 @@ end
 
 -- The commands whose reply for "nothing" is a null array, and those whose integer reply may be
 -- above 2^53 (exact: the value they left, read back).
-local NULL_ARRAY_REPLIES = { lpop = true, rpop = true, lmpop = true, zmpop = true, xreadgroup = true }
+local NULL_ARRAY_REPLIES = { lpop = true, rpop = true, lmpop = true, zmpop = true, xreadgroup = true, blpop = true,
+  brpop = true, blmpop = true, bzpopmin = true, bzpopmax = true, bzmpop = true }
 local INTEGER_VALUE_REPLIES = { incr = true, decr = true, incrby = true, decrby = true, hincrby = true }
 local EXACT_UP_TO = 9007199254740992 -- 2^53
 
@@ -1433,7 +1467,8 @@ local function notifylist_write(keys, argv, allowed)
   local refused = check_registry_read()
   if refused then return refused end
   pushed_by_op = {}
-  local protocol, counter = string.match(argv[CANDIDATES_AT], '^%d+/([23])/(.+)$')
+  -- (`b`: a blocking command outside MULTI, which says so if it would block: marked `w`.)
+  local protocol, blocking, counter = string.match(argv[CANDIDATES_AT], '^%d+/([23])(b?)/(.+)$')
   -- (Keys read from the command's arguments are fewer than the arguments.)
   local lists_by_key, command_at = verified_lists(argv, CANDIDATES_AT, #keys > 0 and #keys or #argv)
   local args, argc = {}, 0
@@ -1531,7 +1566,11 @@ local function notifylist_write(keys, argv, allowed)
   local reply = run_command(name, args)
   redis.setresp(2)
   local client_reply = reply
-  if NULL_ARRAY_REPLIES[name] or INTEGER_VALUE_REPLIES[name] then client_reply = exact_reply(name, keys, args, reply) end
+  if blocking == 'b' and (reply == nil or reply == false) then
+    client_reply = marked('w') -- (nothing happened: no events either)
+  elseif NULL_ARRAY_REPLIES[name] or INTEGER_VALUE_REPLIES[name] then
+    client_reply = exact_reply(name, keys, args, reply)
+  end
   if c then c.reply = reply end
 
   if is_error(reply) or next(lists_by_key) == nil then

@@ -4,7 +4,9 @@
 // the 64-bit limits). In those cases the library returns a RESP3 big number holding the marker
 // (made with the deployment's secret: no user can make one) and what to reply:
 //   RESP2 client: $<len>\r\n<marker><payload>\r\n      RESP3 client: (<marker><payload>\r\n
-//   payload `n`: a null array (RESP2 *-1, RESP3 _); `i<digits>`: that integer (:<digits>)
+//   payload `n`: a null array (RESP2 *-1, RESP3 _); `i<digits>`: that integer (:<digits>);
+//   `w`: a blocking command that would block, and `p`: the reply to the session's own PING after
+//   it (both go to the session, not to the client: see Session's resend).
 // The session runs its replies through this once it has sent a command that may be marked
 // (rare): one native search per chunk. A marker split across chunks is held until its end comes;
 // a tail that only looks like a marker's beginning is let go after HOLD_MS at the latest.
@@ -16,6 +18,7 @@ export function replyMarker(secret: string): Buffer {
 }
 
 const HOLD_MS = 100;
+const EMPTY = Buffer.alloc(0);
 const CR = 0x0d;
 const LF = 0x0a;
 const DOLLAR = 0x24;
@@ -30,6 +33,8 @@ export class ReplyMarkers {
     private readonly marker: () => Buffer,
     /** Sends held bytes that turned out not to be a marker (after HOLD_MS). */
     private readonly release: (bytes: Buffer) => void,
+    /** Told of the markers meant for the session (`w`, `p`), in stream order. */
+    private readonly signal: (payload: string) => void = () => undefined,
   ) {}
 
   /** The bytes for the client now (markers replaced; a possible marker's beginning held). */
@@ -40,6 +45,7 @@ export class ReplyMarkers {
     this.holdTimer = null;
     const marker = this.marker();
     const pieces: Buffer[] = [];
+    this.signals.length = 0;
     let from = 0;
     for (;;) {
       const at = data.indexOf(marker, from);
@@ -47,13 +53,29 @@ export class ReplyMarkers {
       const element = this.elementAt(data, at, marker.length);
       if (element === null) {
         // Not the whole element yet: hold it from its start.
-        return this.holdFrom(data, this.elementStart(data, at), pieces, from);
+        const out = this.holdFrom(data, this.elementStart(data, at), pieces, from);
+        for (const payload of this.signals.splice(0)) this.signal(payload);
+        return out;
       }
       if (element.start < from) break; // (cannot happen: a marker's header follows a boundary)
       pieces.push(data.subarray(from, element.start), element.replacement);
       from = element.end;
     }
-    return this.holdFrom(data, this.possibleStart(data, from, marker), pieces, from);
+    const out = this.holdFrom(data, this.possibleStart(data, from, marker), pieces, from);
+    // (After the bytes are in order: a signal may make the session write to Redis.)
+    for (const payload of this.signals.splice(0)) this.signal(payload);
+    return out;
+  }
+
+  private readonly signals: string[] = [];
+
+  /** What a marker stands for (an unknown payload: an empty reply, never a crash). */
+  private decode(payload: string, protocol: 2 | 3): Buffer {
+    if (payload === 'w' || payload === 'p') {
+      this.signals.push(payload);
+      return EMPTY;
+    }
+    return decode(payload, protocol);
   }
 
   /** Where the element holding the marker at `at` starts: its `(` or its `$<len>\r\n`. */
@@ -67,14 +89,14 @@ export class ReplyMarkers {
     if (at >= 1 && data[at - 1] === PAREN) {
       const crlf = data.indexOf('\r\n', payloadFrom);
       if (crlf === -1) return null;
-      return { start: at - 1, end: crlf + 2, replacement: decode(data.toString('latin1', payloadFrom, crlf), 3) };
+      return { start: at - 1, end: crlf + 2, replacement: this.decode(data.toString('latin1', payloadFrom, crlf), 3) };
     }
     const start = data.lastIndexOf(DOLLAR, at - 1);
     const length = Number(data.toString('latin1', start + 1, at - 2));
     if (start === -1 || data[at - 2] !== CR || data[at - 1] !== LF || !Number.isInteger(length)) return null;
     const end = at + length + 2;
     if (end > data.length) return null;
-    return { start, end, replacement: decode(data.toString('latin1', payloadFrom, at + length), 2) };
+    return { start, end, replacement: this.decode(data.toString('latin1', payloadFrom, at + length), 2) };
   }
 
   /** The start of a tail that may be a marker's beginning (`(` or `$<len>\r\n` of a marker's
@@ -119,7 +141,7 @@ export class ReplyMarkers {
   }
 }
 
-/** What a marker stands for (an unknown payload: an empty reply, never a crash). */
+/** What a reply marker stands for (an unknown payload: an empty reply, never a crash). */
 function decode(payload: string, protocol: 2 | 3): Buffer {
   if (payload === 'n') return Buffer.from(protocol === 2 ? '*-1\r\n' : '_\r\n', 'latin1');
   if (/^i-?\d+$/.test(payload)) return Buffer.from(`:${payload.slice(1)}\r\n`, 'latin1');

@@ -232,6 +232,46 @@ const WRITE_COMMANDS = new Map<string, WriteCommand>([
   ['move', { accepts: arity(3), keys: { fixed: [1, 1] } }],
 ]);
 
+/** Every argument but the first (the command) and the last (the timeout): BLPOP, BZPOPMIN, ... */
+const ALL_BUT_TIMEOUT: KeyPositions = { of: (frame) => Array.from({ length: frame.argc - 2 }, (_, i) => 1 + i) };
+/** BLMPOP / BZMPOP: <timeout> <numkeys> <keys...>. */
+const NUMKEYS_AT_2: KeyPositions = {
+  of(frame) {
+    const count = Number(frame.argLatin1(2));
+    if (!Number.isInteger(count) || count < 1 || 3 + count > frame.argc) return null;
+    return Array.from({ length: count }, (_, i) => 3 + i);
+  },
+};
+
+interface BlockingCommand extends WriteCommand {
+  /** Where its timeout is. */
+  timeoutAt: (argc: number) => number;
+}
+const LAST = (argc: number): number => argc - 1;
+const FIRST = (): number => 1;
+
+/**
+ * The blocking commands: the library runs them without blocking (a function cannot block: those
+ * Redis refuses in scripts are run as their non-blocking forms). Inside MULTI that is what Redis
+ * does too. Outside, a command that would block comes back marked, and the session sends the
+ * original command in its place (README: a client served later pops outside any function).
+ */
+const BLOCKING_COMMANDS = new Map<string, BlockingCommand>([
+  ['blpop', { accepts: arity(-3), keys: ALL_BUT_TIMEOUT, timeoutAt: LAST, marks: true }],
+  ['brpop', { accepts: arity(-3), keys: ALL_BUT_TIMEOUT, timeoutAt: LAST, marks: true }],
+  ['blmove', { accepts: arity(6), keys: FIRST_TWO_KEYS, timeoutAt: LAST, denyoom: true, marks: true }],
+  ['brpoplpush', { accepts: arity(4), keys: FIRST_TWO_KEYS, timeoutAt: LAST, denyoom: true, marks: true }],
+  ['blmpop', { accepts: arity(-5), keys: NUMKEYS_AT_2, timeoutAt: FIRST, marks: true }],
+  ['bzpopmin', { accepts: arity(-3), keys: ALL_BUT_TIMEOUT, timeoutAt: LAST, marks: true }],
+  ['bzpopmax', { accepts: arity(-3), keys: ALL_BUT_TIMEOUT, timeoutAt: LAST, marks: true }],
+  ['bzmpop', { accepts: arity(-5), keys: NUMKEYS_AT_2, timeoutAt: FIRST, marks: true }],
+]);
+/** Timeouts the proxy takes as valid without asking Redis (any other: forwarded, Redis answers). */
+const PLAIN_TIMEOUT = /^(0|[1-9][0-9]{0,8})(\.[0-9]{1,6})?$/;
+
+/** MULTI, EXEC and DISCARD: whether a blocking command can block (see BLOCKING_COMMANDS). */
+const TRANSACTION_COMMANDS = new Set(['multi', 'exec', 'discard']);
+
 /** Flushes keep the registrations (see notifylist_flush); SWAPDB moves them with the data and
  * tells every proxy (notifylist_swapdb). */
 const FLUSH_COMMANDS = new Set(['flushdb', 'flushall']);
@@ -249,7 +289,7 @@ const ADMIN_COMMANDS = new Map<string, string>([
  * be told by its replies (session-drain.ts). */
 const SUBSCRIBE_COMMANDS = new Set(['subscribe', 'psubscribe', 'ssubscribe']);
 const NAMES_BY_LENGTH = new Map<number, string[]>();
-for (const name of [...WRITE_COMMANDS.keys(), ...ADMIN_COMMANDS.keys(), ...FLUSH_COMMANDS, ...SUBSCRIBE_COMMANDS, 'swapdb', 'function']) {
+for (const name of [...WRITE_COMMANDS.keys(), ...BLOCKING_COMMANDS.keys(), ...ADMIN_COMMANDS.keys(), ...FLUSH_COMMANDS, ...SUBSCRIBE_COMMANDS, ...TRANSACTION_COMMANDS, 'swapdb', 'function']) {
   const names = NAMES_BY_LENGTH.get(name.length) ?? [];
   names.push(name);
   NAMES_BY_LENGTH.set(name.length, names);
@@ -267,7 +307,7 @@ function commandName(frame: RequestFrame): string | undefined {
 export function rewrittenCommands(): { denyoom: string[]; others: string[] } {
   const denyoom: string[] = [];
   const others: string[] = [];
-  for (const [name, command] of WRITE_COMMANDS) {
+  for (const [name, command] of [...WRITE_COMMANDS, ...BLOCKING_COMMANDS]) {
     if (typeof command.denyoom === 'function') {
       denyoom.push(name);
       others.push(name);
@@ -291,6 +331,8 @@ export interface SessionState {
   users: string[];
   /** The client has subscribed (SUBSCRIBE, PSUBSCRIBE, SSUBSCRIBE) at some time. */
   subscribed: boolean;
+  /** Inside MULTI (as the session saw MULTI, EXEC, DISCARD and RESET go by). */
+  inMulti: boolean;
   /** The connection speaks RESP3 (HELLO 3): the library runs the client's command in the client's
    * protocol, whose replies differ in shape (ZPOPMIN with a count, XREADGROUP, doubles, ...). */
   resp3: boolean;
@@ -305,13 +347,15 @@ interface CandidateRun {
 
 /**
  * `marks`: its reply may come marked (reply-markers.ts).
+ * `resend`: a blocking command outside MULTI. Its reply comes marked if it would block: the session
+ * then sends these bytes (the original command) in its place; the client's later requests wait.
  * `hold`: the replacement may go to Redis only once this resolves (the session waits, in order);
  * `later`: with a hold, the replacement is made only then (it depends on what the hold learned),
  * instead of `bytes`.
  */
 export type Rewrite =
   | { kind: 'forward' }
-  | { kind: 'replace'; bytes: Buffer[]; hold?: Promise<void>; later?: () => Buffer[]; admin?: true; marks?: true };
+  | { kind: 'replace'; bytes: Buffer[]; hold?: Promise<void>; later?: () => Buffer[]; admin?: true; marks?: true; resend?: Buffer };
 
 const FORWARD: Rewrite = { kind: 'forward' };
 
@@ -376,6 +420,11 @@ export class Rewriter {
       candidates.subscribed = true;
       return FORWARD;
     }
+    if (TRANSACTION_COMMANDS.has(name)) {
+      // (MULTI inside MULTI is refused and leaves it open; EXEC and DISCARD close it, also on error.)
+      if (candidates.authenticated) candidates.inMulti = name === 'multi';
+      return FORWARD;
+    }
     if (name === 'function') {
       if (frame.argc >= 2 && (frame.argIs(1, 'flush') || frame.argIs(1, 'delete') || frame.argIs(1, 'restore'))) {
         this.control.libraryMayBeGone();
@@ -394,9 +443,15 @@ export class Rewriter {
     }
     const adminFunction = ADMIN_COMMANDS.get(name);
     if (adminFunction !== undefined) return this.admin(name, adminFunction, frame, candidates);
-    const command = WRITE_COMMANDS.get(name)!;
+    const blocking = BLOCKING_COMMANDS.get(name);
+    const command = blocking ?? WRITE_COMMANDS.get(name)!;
     if (nothingRegistered(candidates)) return FORWARD;
     if (!command.accepts(frame.argc)) return FORWARD;
+    if (blocking && !PLAIN_TIMEOUT.test(frame.argLatin1(blocking.timeoutAt(frame.argc)))) return FORWARD;
+    // (A subscribed RESP2 client's PING reply is an array: the session's PING could not be told apart.)
+    if (blocking && candidates.subscribed) return FORWARD;
+    // Outside MULTI a blocking command that would block is sent again as it is (see Rewrite).
+    const resend = blocking !== undefined && !candidates.inMulti;
     let positions = command.keys;
     if ('of' in positions) {
       const found = positions.of(frame);
@@ -455,12 +510,16 @@ export class Rewriter {
     const tail = frameTail(frame, 0);
     // `<n>/<protocol>/<counter>`: the client's protocol, and the counter of the events pushed for
     // this proxy (notifylist_write).
-    const counted = `${triples.length / 3}/${candidates.resp3 ? 3 : 2}/${this.control.eventCounter}`;
+    const counted = `${triples.length / 3}/${candidates.resp3 ? 3 : 2}${resend ? 'b' : ''}/${this.control.eventCounter}`;
     const made = (): Buffer[] => fcall(fn, keys, [this.control.secret(), counted, ...triples], tail);
     // The call carries the secret, known once the library is loaded (a write pipelined behind the
     // first registration waits for that; the session holds its requests meanwhile anyway).
     const marks = command.marks ? (true as const) : undefined;
-    if (this.control.secret() === '') return { kind: 'replace', bytes: [], hold: this.control.libraryLoaded(), later: made, marks };
+    if (this.control.secret() === '') {
+      if (resend) return FORWARD; // (the library is not loaded yet: as before it)
+      return { kind: 'replace', bytes: [], hold: this.control.libraryLoaded(), later: made, marks };
+    }
+    if (resend) return { kind: 'replace', bytes: made(), marks, resend: frameBytes(frame) };
     return { kind: 'replace', bytes: made(), marks };
   }
 
@@ -524,6 +583,14 @@ function frameTail(frame: RequestFrame, fromArg: number): FrameTail {
   let tail = '';
   for (let i = fromArg; i < frame.argc; i++) tail += bulkString(frame.argLatin1(i));
   return { count, bytes: Buffer.from(tail, 'latin1') };
+}
+
+/** The frame's own bytes (a view, kept past the frame callback; inline requests encoded). */
+function frameBytes(frame: RequestFrame): Buffer {
+  if (!frame.inline) return frame.buf.subarray(frame.start, frame.end);
+  const args: string[] = [];
+  for (let i = 0; i < frame.argc; i++) args.push(frame.argLatin1(i));
+  return Buffer.from(multibulkHeader(args.length) + args.map((arg) => bulkString(arg)).join(''), 'latin1');
 }
 
 /** FCALL <fn> 0: for a client Redis refuses anyway; within every unauthenticated limit. */

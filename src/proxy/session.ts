@@ -96,6 +96,8 @@ export class Session {
   private runBuf: Buffer | null = null;
   private runStart = 0;
   private runEnd = 0;
+  /** A blocking command sent as a function call, until the reply to the PING after it. */
+  private pendingResend: { bytes: Buffer; wouldBlock: boolean; done: () => void } | null = null;
   /** Once a command whose reply may come marked was sent (reply-markers.ts); null otherwise. */
   private replyMarkers: ReplyMarkers | null = null;
   /** Set by drain() (src/operations/session-drain.ts); null otherwise: one check per upstream chunk. */
@@ -109,7 +111,7 @@ export class Session {
     this.framer = new RequestFramer(options.limits);
     // Redis authenticates a new connection at once if the default user needs no password.
     const authenticated = !options.authRequired();
-    this.state = { registry: options.registry.all, authenticated, users: ['default'], subscribed: false, resp3: false };
+    this.state = { registry: options.registry.all, authenticated, users: ['default'], subscribed: false, resp3: false, inMulti: false };
     this.counting = !authenticated;
     this.framer.unauthenticated = !authenticated;
     this.watchFirstReply = authenticated && options.initialDb === 0;
@@ -344,6 +346,20 @@ export class Session {
     this.partialReply = null;
   }
 
+  /** `w`: the blocking command would block; `p`: its verdict is in. It would: the original command
+   * goes to Redis now (and blocks there), before the client's later requests. */
+  private onMarkerSignal(payload: string): void {
+    const pending = this.pendingResend;
+    if (pending === null) return;
+    if (payload === 'w') {
+      pending.wouldBlock = true;
+      return;
+    }
+    this.pendingResend = null;
+    if (pending.wouldBlock) this.upstream.write(pending.bytes);
+    pending.done();
+  }
+
   /** One write for the usual single piece; several go out corked, as one writev. */
   private writeOutgoing(): void {
     const outgoing = this.outgoing;
@@ -372,6 +388,7 @@ export class Session {
         this.state.users = ['default'];
         this.state.subscribed = false; // RESET unsubscribes too
         this.state.resp3 = false; // and goes back to RESP2
+        this.state.inMulti = false; // and out of MULTI
         if (this.options.authRequired()) this.unauthenticatedByReset();
       } else if (frame.argLength(0) === 4 || frame.argLength(0) === 5) {
         // AUTH / HELLO ... AUTH of an authenticated client: its reply is not read (hot path), so
@@ -396,7 +413,11 @@ export class Session {
       if (rewrite.admin) requests.admin++;
       else requests.rewritten++;
       if (rewrite.marks && this.replyMarkers === null) {
-        this.replyMarkers = new ReplyMarkers(() => this.options.rewriter.replyMarker(), (held) => this.client.write(held));
+        this.replyMarkers = new ReplyMarkers(
+          () => this.options.rewriter.replyMarker(),
+          (held) => this.client.write(held),
+          (payload) => this.onMarkerSignal(payload),
+        );
       }
       this.flushRun();
       if (rewrite.later) {
@@ -406,6 +427,13 @@ export class Session {
         this.outgoing.push(placeholder);
       }
       for (const bytes of rewrite.bytes) this.outgoing.push(bytes);
+      if (rewrite.resend) {
+        // A blocking command: its reply, then the reply to this PING (both marked) say whether it
+        // would block; the rest waits for that (the framer stops here).
+        this.outgoing.push(encodeCommand(['PING', Buffer.concat([this.options.rewriter.replyMarker(), Buffer.from('p')])]));
+        this.stopHold = new Promise<void>((done) => (this.pendingResend = { bytes: rewrite.resend!, wouldBlock: false, done }));
+        this.framer.stop();
+      }
       if (rewrite.hold) this.chunkHold = this.chunkHold ? Promise.all([this.chunkHold, rewrite.hold]).then(() => undefined) : rewrite.hold;
     }
     if (authenticates && this.selectAfterAuth) {
