@@ -137,6 +137,7 @@ const streams = ((key: fc.Arbitrary<string>): Array<fc.Arbitrary<Command>> => [
   fc.tuple(fc.constantFrom('CREATECONSUMER', 'DELCONSUMER'), key, group, consumer).map(([s, k, g, c]) => ['XGROUP', s, k, g, c]),
   fc.tuple(key).map(([k]) => ['XSETID', k, '99999-1']),
   fc.tuple(group, consumer, key).map(([g, c, k]) => ['XREADGROUP', 'GROUP', g, c, 'COUNT', '1', 'STREAMS', k, '>']),
+  fc.tuple(group, consumer, key).map(([g, c, k]) => ['XREADGROUP', 'GROUP', g, c, 'BLOCK', '10', 'STREAMS', k, '>']),
   fc.tuple(key, group, consumer, pastId).map(([k, g, c, id]) => ['XCLAIM', k, g, c, '0', id]),
   fc.tuple(key, group, consumer).map(([k, g, c]) => ['XAUTOCLAIM', k, g, c, '0', '0']),
 ])(fc.constantFrom(...keysOf('x')));

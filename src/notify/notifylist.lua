@@ -884,8 +884,29 @@ local function run_without_blocking(name, args)
   return nil
 end
 
+-- XREADGROUP without its BLOCK option (refused in scripts; the same read otherwise).
+local XREADGROUP_OPTIONS = { group = 3, count = 2, block = 2, noack = 1 } -- words each option takes
+local function without_block(args)
+  local kept = { args[1] }
+  local i = 2
+  while i <= #args do
+    local word = string.lower(args[i])
+    local words = XREADGROUP_OPTIONS[word]
+    if not words then -- STREAMS (or a syntax error Redis reports): the rest as it is
+      for j = i, #args do kept[#kept + 1] = args[j] end
+      break
+    end
+    if word ~= 'block' then
+      for j = i, math.min(#args, i + words - 1) do kept[#kept + 1] = args[j] end
+    end
+    i = i + words
+  end
+  return kept
+end
+
 local function run_command(name, args)
   if NON_BLOCKING[name] then return run_without_blocking(name, args) end
+  if name == 'xreadgroup' then return redis.pcall(unpack(without_block(args))) end
   if #args <= UNPACK_SLICE then return redis.pcall(unpack(args)) end
   if name == 'mset' or name == 'msetnx' then
     if name == 'msetnx' then

@@ -96,24 +96,27 @@ const geoStore = (from: number): KeyPositions => ({
   },
 });
 
-/** XREADGROUP GROUP <group> <consumer> [COUNT n] [BLOCK ms] [NOACK] STREAMS <keys...> <ids...>;
- * with BLOCK it may block, which it cannot inside a function: forwarded. */
-const XREADGROUP_STREAMS: KeyPositions = {
-  of(frame) {
-    for (let i = 1; i < frame.argc; ) {
-      const option = frame.argLatin1(i).toLowerCase();
-      if (option === 'group') i += 3;
-      else if (option === 'count') i += 2;
-      else if (option === 'noack') i += 1;
-      else if (option === 'streams') {
-        const rest = frame.argc - i - 1;
-        if (rest < 2 || rest % 2 !== 0) return null;
-        return Array.from({ length: rest / 2 }, (_, k) => i + 1 + k);
-      } else return null; // BLOCK, or a syntax error
-    }
-    return null;
-  },
-};
+/** XREADGROUP GROUP <group> <consumer> [COUNT n] [BLOCK ms] [NOACK] STREAMS <keys...> <ids...>:
+ * its stream keys (null: a syntax error, Redis answers), and where its BLOCK timeout is (0: none). */
+function xreadgroupArguments(frame: RequestFrame): { keys: number[]; blockAt: number } | null {
+  let blockAt = 0;
+  for (let i = 1; i < frame.argc; ) {
+    const option = frame.argLatin1(i).toLowerCase();
+    if (option === 'group') i += 3;
+    else if (option === 'count') i += 2;
+    else if (option === 'block') {
+      blockAt = i + 1;
+      i += 2;
+    } else if (option === 'noack') i += 1;
+    else if (option === 'streams') {
+      const rest = frame.argc - i - 1;
+      if (rest < 2 || rest % 2 !== 0) return null;
+      return { keys: Array.from({ length: rest / 2 }, (_, k) => i + 1 + k), blockAt };
+    } else return null;
+  }
+  return null;
+}
+const XREADGROUP_STREAMS: KeyPositions = { of: (frame) => xreadgroupArguments(frame)?.keys ?? null };
 
 /** XGROUP <subcommand> <key> ...: CREATE and CREATECONSUMER are refused above maxmemory. */
 const XGROUP_SUBCOMMANDS = new Map([['create', -5], ['setid', -5], ['destroy', 4], ['createconsumer', 5], ['delconsumer', 5]]);
@@ -132,9 +135,8 @@ const xgroupDenyoom = (frame: RequestFrame): boolean => {
  * Every write command of every type, rewritten when one of the keys it writes matches a
  * registration: the library runs it and appends Redis's own keyspace events for it (notifylist.lua:
  * MODELS), and keeps the expiry index true. Arity and denyoom as COMMAND INFO gives them (Redis
- * 7.0). `marks`: the library may give its reply marked (reply-markers.ts). Not here: commands
- * that may block (BLPOP, BLMOVE, BZPOPMIN, ..., XREADGROUP BLOCK): a function cannot block, so
- * they are forwarded (README: known differences).
+ * 7.0). `marks`: the library may give its reply marked (reply-markers.ts). The commands that may
+ * block are in BLOCKING_COMMANDS (and XREADGROUP with BLOCK is one of them).
  */
 const WRITE_COMMANDS = new Map<string, WriteCommand>([
   // strings, bitmaps, HyperLogLog
@@ -443,7 +445,9 @@ export class Rewriter {
     }
     const adminFunction = ADMIN_COMMANDS.get(name);
     if (adminFunction !== undefined) return this.admin(name, adminFunction, frame, candidates);
-    const blocking = BLOCKING_COMMANDS.get(name);
+    // (XREADGROUP blocks only with BLOCK.)
+    const blockAt = name === 'xreadgroup' ? (xreadgroupArguments(frame)?.blockAt ?? 0) : 0;
+    const blocking = BLOCKING_COMMANDS.get(name) ?? (blockAt > 0 ? { ...WRITE_COMMANDS.get(name)!, timeoutAt: () => blockAt } : undefined);
     const command = blocking ?? WRITE_COMMANDS.get(name)!;
     if (nothingRegistered(candidates)) return FORWARD;
     if (!command.accepts(frame.argc)) return FORWARD;
