@@ -243,13 +243,15 @@ describe('Sentinel failover', () => {
     const writer = new Writer(proxy.port, 'fo:kill:').start();
     try {
       await sleep(1000);
-      // Keys due during the failover for sure (it takes down-after-milliseconds, 1 s, at least),
-      // however few of the writer's own a loaded machine lets through.
+      // Keys due during the failover for sure (it takes down-after-milliseconds, 1 s, and the
+      // election: about 2.5 s here), however few of the writer's own a loaded machine lets
+      // through: due 1.1 to 1.3 s after they are written, so that the writes and their WAIT may
+      // take up to a second on a busy machine and the deadlines still come after the kill.
       const due = new Redis(proxy.port);
       const dueWrites: Write[] = [];
       for (let i = 0; i < 20; i++) {
         const key = `fo:kill:due:${i}`;
-        const ttl = 500 + 10 * i;
+        const ttl = 1100 + 10 * i;
         dueWrites.push({ key, ttl, at: Date.now(), written: true, acknowledged: false });
         await due.set(key, 'v', 'PX', ttl);
       }
