@@ -44,14 +44,15 @@ const ALL_KEYS: KeyPositions = { from: 1, step: 1 };
 const arity = (n: number) => (n >= 0 ? (argc: number): boolean => argc === n : (argc: number): boolean => argc >= -n);
 const keyValuePairs = (argc: number): boolean => argc >= 3 && argc % 2 === 1;
 
-/** LMPOP / ZMPOP: <numkeys> at 1, then the keys. */
-const NUMKEYS_AT_1: KeyPositions = {
+/** <numkeys> at `at`, then the keys: LMPOP / ZMPOP (at 1), BLMPOP / BZMPOP (at 2, after the timeout). */
+const numkeysAt = (at: number): KeyPositions => ({
   of(frame) {
-    const count = Number(frame.argLatin1(1));
-    if (!Number.isInteger(count) || count < 1 || 2 + count > frame.argc) return null;
-    return Array.from({ length: count }, (_, i) => 2 + i);
+    const count = Number(frame.argLatin1(at));
+    if (!Number.isInteger(count) || count < 1 || at + 1 + count > frame.argc) return null;
+    return Array.from({ length: count }, (_, i) => at + 1 + i);
   },
-};
+});
+const NUMKEYS_AT_1 = numkeysAt(1);
 
 /** BITFIELD, unless a field is wider than 53 bits: its integers could not pass through Lua exactly
  * (a double), so it is forwarded (README: known differences). */
@@ -236,14 +237,7 @@ const WRITE_COMMANDS = new Map<string, WriteCommand>([
 
 /** Every argument but the first (the command) and the last (the timeout): BLPOP, BZPOPMIN, ... */
 const ALL_BUT_TIMEOUT: KeyPositions = { of: (frame) => Array.from({ length: frame.argc - 2 }, (_, i) => 1 + i) };
-/** BLMPOP / BZMPOP: <timeout> <numkeys> <keys...>. */
-const NUMKEYS_AT_2: KeyPositions = {
-  of(frame) {
-    const count = Number(frame.argLatin1(2));
-    if (!Number.isInteger(count) || count < 1 || 3 + count > frame.argc) return null;
-    return Array.from({ length: count }, (_, i) => 3 + i);
-  },
-};
+const NUMKEYS_AT_2 = numkeysAt(2);
 
 interface BlockingCommand extends WriteCommand {
   /** Where its timeout is. */
