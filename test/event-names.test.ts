@@ -420,3 +420,31 @@ describe('replies Lua cannot give are exact (reply markers)', () => {
     expect((await targetOps()).map((e) => e.op)).toEqual(['incrby', 'incrby', 'new', 'hincrby']);
   });
 });
+
+describe('MIGRATE', () => {
+  it('del for each key moved away (one key, KEYS), none with COPY; their index entries go without expired', async () => {
+    const other = await startRedis();
+    try {
+      await register(['@all', 'new']);
+      await client.set('e:m1', 'v', 'EX', 1000);
+      await client.set('e:m2', 'v');
+      await client.set('e:m3', 'v');
+      expect(await direct.zscore('notifylist:expiry', 'e:m1')).not.toBeNull();
+      await direct.del('t');
+      await allPublished();
+      published = [];
+      expect(await client.call('MIGRATE', '127.0.0.1', String(other.port), 'e:m1', '0', '5000')).toBe('OK');
+      expect(await client.call('MIGRATE', '127.0.0.1', String(other.port), 'e:m2', '0', '5000', 'COPY')).toBe('OK');
+      expect(await client.call('MIGRATE', '127.0.0.1', String(other.port), '', '0', '5000', 'REPLACE', 'KEYS', 'e:m2', 'e:missing', 'e:m3')).toBe('OK');
+      await allPublished();
+      expect((await targetOps()).map((e) => `${e.key}:${e.op}`)).toEqual(published.map((e) => e.slice(2)));
+      expect(published).toEqual(['0:e:m1:del', '0:e:m2:del', '0:e:m3:del']);
+      expect(await direct.zscore('notifylist:expiry', 'e:m1')).toBeNull();
+      const otherClient = new Redis(other.port);
+      expect(await otherClient.mget('e:m1', 'e:m2', 'e:m3')).toEqual(['v', 'v', 'v']);
+      otherClient.disconnect();
+    } finally {
+      await other.destroy();
+    }
+  });
+});

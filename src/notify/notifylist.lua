@@ -1411,6 +1411,23 @@ local MODELS = {
     end
   end,
   sort = storing('sortstore'),
+  -- MIGRATE: `del` for each key it moved away (not with COPY); its options from args[7] on.
+  migrate = function(c)
+    if not ok(c.reply) then return end
+    local i = 7
+    while c.args[i] do
+      local option = string.lower(c.args[i])
+      if option == 'copy' then return end
+      if option == 'keys' then break end
+      i = i + (({ auth = 2, auth2 = 3 })[option] or 1)
+    end
+    for index, key in ipairs(c.keys) do
+      if c.existed[key] and not exists_after(c, index) then
+        emit(c, index, 'del')
+        c.existed[key] = false
+      end
+    end
+  end,
 }
 MODELS.renamenx = MODELS.rename
 MODELS.expire = function(c)
@@ -1423,7 +1440,7 @@ MODELS.pexpire, MODELS.expireat, MODELS.pexpireat = MODELS.expire, MODELS.expire
 local READS_BEFORE = { ltrim = true, setbit = true, bitfield = true, bitop = true,
   sinterstore = true, sunionstore = true, sdiffstore = true, zunionstore = true, zinterstore = true,
   zdiffstore = true, zrangestore = true, georadius = true, georadiusbymember = true, geosearchstore = true,
-  sort = true, restore = true }
+  sort = true, restore = true, migrate = true }
 -- The commands that can give a key a TTL (every other one only keeps or removes it).
 local GIVES_TTL = { getex = true, expire = true, pexpire = true, expireat = true, pexpireat = true,
   restore = true, rename = true, renamenx = true, copy = true }

@@ -54,6 +54,24 @@ const numkeysAt = (at: number): KeyPositions => ({
 });
 const NUMKEYS_AT_1 = numkeysAt(1);
 
+/** MIGRATE <host> <port> <key | ""> <db> <timeout> [COPY] [REPLACE] [AUTH pw] [AUTH2 user pw]
+ * [KEYS <key>...]: the key, or the keys after KEYS. */
+const MIGRATE_KEYS: KeyPositions = {
+  of(frame) {
+    for (let i = 6; i < frame.argc; ) {
+      const option = frame.argLatin1(i).toLowerCase();
+      if (option === 'copy' || option === 'replace') i += 1;
+      else if (option === 'auth') i += 2;
+      else if (option === 'auth2') i += 3;
+      else if (option === 'keys') {
+        if (frame.argLength(3) !== 0 || i + 1 >= frame.argc) return null;
+        return Array.from({ length: frame.argc - i - 1 }, (_, k) => i + 1 + k);
+      } else return null;
+    }
+    return frame.argLength(3) === 0 ? null : [3];
+  },
+};
+
 /** BITFIELD, unless a field is wider than 53 bits: its integers could not pass through Lua exactly
  * (a double), so it is forwarded (README: known differences). */
 const BITFIELD_KEY: KeyPositions = {
@@ -231,6 +249,7 @@ const WRITE_COMMANDS = new Map<string, WriteCommand>([
   ['copy', { accepts: arity(-3), keys: FIRST_TWO_KEYS, denyoom: true }],
   ['restore', { accepts: arity(-4), keys: FIRST_KEY, denyoom: true }],
   ['sort', { accepts: arity(-2), keys: SORT_STORE, denyoom: true }],
+  ['migrate', { accepts: arity(-6), keys: MIGRATE_KEYS }],
   // KEYS[2] stands for the same key in the target database, whose registrations apply there.
   ['move', { accepts: arity(3), keys: { fixed: [1, 1] } }],
 ]);
