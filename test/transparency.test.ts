@@ -679,11 +679,24 @@ async function onEachServer(...items: Item[]): Promise<void> {
 // ---------------------------------------------------------------------------------------------
 // Tests
 
+function noHelloInMulti(items: Item[]): boolean {
+  let multi = false;
+  for (const item of items) {
+    const name = 'args' in item && item.args.length > 0 ? String(item.args[0]).toLowerCase() : '';
+    if (name === 'multi') multi = true;
+    else if (name === 'exec' || name === 'discard' || name === 'reset') multi = false;
+    else if (name === 'hello' && multi) return false;
+  }
+  return true;
+}
+
 describe('transparency: random command streams (fast-check)', () => {
   it('direct and proxied replies are identical in every mode and protocol', async () => {
     let lastRun: Promise<void> = Promise.resolve();
     await fc.assert(
-      fc.asyncProperty(stream, chunking, (items, chunks) => (lastRun = checkStream(items, chunks))),
+      // (Not a HELLO queued in MULTI: the proxy takes it as run at EXEC, also when EXEC aborts;
+      // README, known differences.)
+      fc.asyncProperty(stream.filter(noHelloInMulti), chunking, (items, chunks) => (lastRun = checkStream(items, chunks))),
       {
         numRuns: Number(process.env.TRANSPARENCY_RUNS ?? 200),
         // Keeps the file inside its time budget on a slow machine; a failure found before the

@@ -96,6 +96,8 @@ export class Session {
   private runBuf: Buffer | null = null;
   private runStart = 0;
   private runEnd = 0;
+  /** The protocol a HELLO queued in MULTI sets at EXEC. */
+  private queuedResp3: boolean | null = null;
   /** A blocking command sent as a function call, until the reply to the PING after it. */
   private pendingResend: { bytes: Buffer; wouldBlock: boolean; done: () => void } | null = null;
   /** Once a command whose reply may come marked was sent (reply-markers.ts); null otherwise. */
@@ -377,10 +379,15 @@ export class Session {
     let authenticates = false;
     if (frame.argc > 0) {
       if (this.counting) this.requestsSent++;
-      // HELLO 2|3 sets the connection's protocol (taken as done: a HELLO whose AUTH fails keeps it).
+      // HELLO 2|3 sets the connection's protocol (taken as done: a HELLO whose AUTH fails keeps it;
+      // queued in MULTI, at EXEC, taken as not aborted: README, known differences).
       if (frame.argLength(0) === 5 && frame.argc >= 2 && frame.argIs(0, 'hello')) {
-        if (frame.argIs(1, '3')) this.state.resp3 = true;
-        else if (frame.argIs(1, '2')) this.state.resp3 = false;
+        const resp3 = frame.argIs(1, '3') ? true : frame.argIs(1, '2') ? false : null;
+        if (resp3 !== null && this.state.inMulti) this.queuedResp3 = resp3;
+        else if (resp3 !== null) this.state.resp3 = resp3;
+      } else if (this.queuedResp3 !== null && this.state.inMulti && (frame.argIs(0, 'exec') || frame.argIs(0, 'discard'))) {
+        if (frame.argIs(0, 'exec')) this.state.resp3 = this.queuedResp3;
+        this.queuedResp3 = null;
       }
       if (!this.state.authenticated) {
         authenticates = this.trackAuth(frame);
