@@ -12,8 +12,8 @@ interface WriteCommand {
   accepts(argc: number): boolean;
   /** Argument positions of the keys the command writes, in argument order: a fixed list, every
    * `step`-th argument from `from` on (MSET, DEL: no array of a million positions), or found in
-   * the arguments (`of`: null when the command writes no key, e.g. SORT without STORE, or when it
-   * may block: it is forwarded). */
+   * the arguments (`of`: null when the command writes no key, e.g. SORT without STORE, or cannot
+   * be rewritten, e.g. BITFIELD with a field wider than 53 bits: it is forwarded). */
   keys: KeyPositions;
   /** Redis refuses it above maxmemory (command flag denyoom); the function must match. XGROUP:
    * per subcommand. */
@@ -304,7 +304,7 @@ const ADMIN_COMMANDS = new Map<string, string>([
  * be told by its replies (session-drain.ts). */
 const SUBSCRIBE_COMMANDS = new Set(['subscribe', 'psubscribe', 'ssubscribe']);
 const NAMES_BY_LENGTH = new Map<number, string[]>();
-for (const name of [...WRITE_COMMANDS.keys(), ...BLOCKING_COMMANDS.keys(), ...ADMIN_COMMANDS.keys(), ...FLUSH_COMMANDS, ...SUBSCRIBE_COMMANDS, ...TRANSACTION_COMMANDS, 'swapdb', 'function']) {
+for (const name of [...WRITE_COMMANDS.keys(), ...BLOCKING_COMMANDS.keys(), ...ADMIN_COMMANDS.keys(), ...FLUSH_COMMANDS, ...SUBSCRIBE_COMMANDS, ...TRANSACTION_COMMANDS, 'hello', 'swapdb', 'function']) {
   const names = NAMES_BY_LENGTH.get(name.length) ?? [];
   names.push(name);
   NAMES_BY_LENGTH.set(name.length, names);
@@ -351,6 +351,8 @@ export interface SessionState {
   /** The connection speaks RESP3 (HELLO 3): the library runs the client's command in the client's
    * protocol, whose replies differ in shape (ZPOPMIN with a count, XREADGROUP, doubles, ...). */
   resp3: boolean;
+  /** The protocol a HELLO queued in MULTI sets at EXEC (null: none queued). */
+  queuedResp3: boolean | null;
 }
 
 interface CandidateRun {
@@ -437,7 +439,19 @@ export class Rewriter {
     }
     if (TRANSACTION_COMMANDS.has(name)) {
       // (MULTI inside MULTI is refused and leaves it open; EXEC and DISCARD close it, also on error.)
+      if (candidates.inMulti && candidates.queuedResp3 !== null) {
+        if (name === 'exec') candidates.resp3 = candidates.queuedResp3;
+        if (name !== 'multi') candidates.queuedResp3 = null;
+      }
       if (candidates.authenticated) candidates.inMulti = name === 'multi';
+      return FORWARD;
+    }
+    if (name === 'hello') {
+      // HELLO 2|3 sets the connection's protocol (taken as done: a HELLO whose AUTH fails keeps
+      // it; queued in MULTI, at EXEC, taken as not aborted: README, known differences).
+      const resp3 = frame.argc < 2 ? null : frame.argIs(1, '3') ? true : frame.argIs(1, '2') ? false : null;
+      if (resp3 !== null && candidates.inMulti) candidates.queuedResp3 = resp3;
+      else if (resp3 !== null) candidates.resp3 = resp3;
       return FORWARD;
     }
     if (name === 'function') {
@@ -458,18 +472,19 @@ export class Rewriter {
     }
     const adminFunction = ADMIN_COMMANDS.get(name);
     if (adminFunction !== undefined) return this.admin(name, adminFunction, frame, candidates);
-    // (XREADGROUP blocks only with BLOCK.)
-    const blockAt = name === 'xreadgroup' ? (xreadgroupArguments(frame)?.blockAt ?? 0) : 0;
+    if (nothingRegistered(candidates)) return FORWARD;
+    // XREADGROUP: its keys, and whether it may block (BLOCK), from one parse.
+    const xread = name === 'xreadgroup' ? xreadgroupArguments(frame) : null;
+    const blockAt = xread?.blockAt ?? 0;
     const blocking = BLOCKING_COMMANDS.get(name) ?? (blockAt > 0 ? { ...WRITE_COMMANDS.get(name)!, timeoutAt: () => blockAt } : undefined);
     const command = blocking ?? WRITE_COMMANDS.get(name)!;
-    if (nothingRegistered(candidates)) return FORWARD;
     if (!command.accepts(frame.argc)) return FORWARD;
     if (blocking && !PLAIN_TIMEOUT.test(frame.argLatin1(blocking.timeoutAt(frame.argc)))) return FORWARD;
     // (A subscribed RESP2 client's PING reply is an array: the session's PING could not be told apart.)
     if (blocking && candidates.subscribed) return FORWARD;
     // Outside MULTI a blocking command that would block is sent again as it is (see Rewrite).
     const resend = blocking !== undefined && !candidates.inMulti;
-    let positions = command.keys;
+    let positions = xread !== null ? { fixed: xread.keys } : command.keys;
     if ('of' in positions) {
       const found = positions.of(frame);
       if (found === null) return FORWARD;
@@ -605,9 +620,7 @@ function frameTail(frame: RequestFrame, fromArg: number): FrameTail {
 /** The frame's own bytes (a view, kept past the frame callback; inline requests encoded). */
 function frameBytes(frame: RequestFrame): Buffer {
   if (!frame.inline) return frame.buf.subarray(frame.start, frame.end);
-  const args: string[] = [];
-  for (let i = 0; i < frame.argc; i++) args.push(frame.argLatin1(i));
-  return Buffer.from(multibulkHeader(args.length) + args.map((arg) => bulkString(arg)).join(''), 'latin1');
+  return Buffer.concat([Buffer.from(multibulkHeader(frame.argc), 'latin1'), frameTail(frame, 0).bytes!]);
 }
 
 /** FCALL <fn> 0: for a client Redis refuses anyway; within every unauthenticated limit. */

@@ -96,8 +96,6 @@ export class Session {
   private runBuf: Buffer | null = null;
   private runStart = 0;
   private runEnd = 0;
-  /** The protocol a HELLO queued in MULTI sets at EXEC. */
-  private queuedResp3: boolean | null = null;
   /** A blocking command sent as a function call, until the reply to the PING after it. */
   private pendingResend: { bytes: Buffer; wouldBlock: boolean; done: () => void } | null = null;
   /** Once a command whose reply may come marked was sent (reply-markers.ts); null otherwise. */
@@ -113,7 +111,7 @@ export class Session {
     this.framer = new RequestFramer(options.limits);
     // Redis authenticates a new connection at once if the default user needs no password.
     const authenticated = !options.authRequired();
-    this.state = { registry: options.registry.all, authenticated, users: ['default'], subscribed: false, resp3: false, inMulti: false };
+    this.state = { registry: options.registry.all, authenticated, users: ['default'], subscribed: false, resp3: false, queuedResp3: null, inMulti: false };
     this.counting = !authenticated;
     this.framer.unauthenticated = !authenticated;
     this.watchFirstReply = authenticated && options.initialDb === 0;
@@ -379,23 +377,14 @@ export class Session {
     let authenticates = false;
     if (frame.argc > 0) {
       if (this.counting) this.requestsSent++;
-      // HELLO 2|3 sets the connection's protocol (taken as done: a HELLO whose AUTH fails keeps it;
-      // queued in MULTI, at EXEC, taken as not aborted: README, known differences).
-      if (frame.argLength(0) === 5 && frame.argc >= 2 && frame.argIs(0, 'hello')) {
-        const resp3 = frame.argIs(1, '3') ? true : frame.argIs(1, '2') ? false : null;
-        if (resp3 !== null && this.state.inMulti) this.queuedResp3 = resp3;
-        else if (resp3 !== null) this.state.resp3 = resp3;
-      } else if (this.queuedResp3 !== null && this.state.inMulti && (frame.argIs(0, 'exec') || frame.argIs(0, 'discard'))) {
-        if (frame.argIs(0, 'exec')) this.state.resp3 = this.queuedResp3;
-        this.queuedResp3 = null;
-      }
       if (!this.state.authenticated) {
         authenticates = this.trackAuth(frame);
       } else if (isReset(frame)) {
         this.state.users = ['default'];
         this.state.subscribed = false; // RESET unsubscribes too
         this.state.resp3 = false; // and goes back to RESP2
-        this.state.inMulti = false; // and out of MULTI
+        this.state.inMulti = false; // and out of MULTI (a HELLO queued there is dropped)
+        this.state.queuedResp3 = null;
         if (this.options.authRequired()) this.unauthenticatedByReset();
       } else if (frame.argLength(0) === 4 || frame.argLength(0) === 5) {
         // AUTH / HELLO ... AUTH of an authenticated client: its reply is not read (hot path), so
