@@ -28,6 +28,8 @@ const LONGEST_PAYLOAD = 21; // i, sign and 19 digits
 export class ReplyMarkers {
   private held: Buffer | null = null;
   private holdTimer: NodeJS.Timeout | null = null;
+  /** Markers meant for the session, found in the current chunk (told once it is filtered). */
+  private readonly signals: string[] = [];
 
   constructor(
     private readonly marker: () => Buffer,
@@ -45,29 +47,26 @@ export class ReplyMarkers {
     this.holdTimer = null;
     const marker = this.marker();
     const pieces: Buffer[] = [];
-    this.signals.length = 0;
     let from = 0;
+    // Where to hold from: a marker's element not whole yet, else a tail that may begin one.
+    let holdAt = -1;
     for (;;) {
       const at = data.indexOf(marker, from);
       if (at === -1) break;
       const element = this.elementAt(data, at, marker.length);
       if (element === null) {
-        // Not the whole element yet: hold it from its start.
-        const out = this.holdFrom(data, this.elementStart(data, at), pieces, from);
-        for (const payload of this.signals.splice(0)) this.signal(payload);
-        return out;
+        holdAt = this.elementStart(data, at);
+        break;
       }
       if (element.start < from) break; // (cannot happen: a marker's header follows a boundary)
       pieces.push(data.subarray(from, element.start), element.replacement);
       from = element.end;
     }
-    const out = this.holdFrom(data, this.possibleStart(data, from, marker), pieces, from);
+    const out = this.holdFrom(data, holdAt === -1 ? this.possibleStart(data, from, marker) : holdAt, pieces, from);
     // (After the bytes are in order: a signal may make the session write to Redis.)
     for (const payload of this.signals.splice(0)) this.signal(payload);
     return out;
   }
-
-  private readonly signals: string[] = [];
 
   /** What a marker stands for (an unknown payload: an empty reply, never a crash). */
   private decode(payload: string, protocol: 2 | 3): Buffer {
