@@ -60,12 +60,14 @@ local OTHER_WRITES = { __OTHER_WRITES__ }
 -- call has proven the secret, later calls compare one string.
 local proven_secret = nil
 local tag_inner, tag_outer = nil, nil
+local reply_marker = nil -- (made with the secret: see marked)
 local function from_proxy(secret)
   if proven_secret ~= nil and secret == proven_secret then return true end
   if type(secret) ~= 'string' or redis.sha1hex(secret) ~= SECRET_HASH then return false end
   proven_secret = secret
   tag_inner = redis.sha1hex('notifylist tag inner ' .. secret)
   tag_outer = redis.sha1hex('notifylist tag outer ' .. secret)
+  reply_marker = nil
   return true
 end
 
@@ -85,7 +87,8 @@ end
 -- Replies Lua cannot give as Redis does (a null array, an integer above 2^53) go to the proxy as
 -- a RESP3 big number holding this marker and what to reply: src/proxy/reply-markers.ts.
 local function marked(payload)
-  return { big_number = '\0notifylist-reply:' .. tag('reply marker') .. ':' .. payload }
+  reply_marker = reply_marker or ('\0notifylist-reply:' .. tag('reply marker') .. ':')
+  return { big_number = reply_marker .. payload }
 end
 
 local function arity_error(command)
@@ -600,6 +603,19 @@ local function list_problem(list)
     return no_permission('RPUSH to the event list ' .. list)
   end
   return other_type(list)
+end
+
+-- The lists (with their filters) of a lists table that can take events now: after the write,
+-- where nothing may refuse any more, one that cannot is skipped.
+local function lists_taking_events(lists)
+  local usable = {}
+  for _, list in ipairs(lists or NO_LISTS) do
+    if list_problem(list) == nil then
+      usable[#usable + 1] = list
+      usable[list] = lists[list]
+    end
+  end
+  return usable
 end
 
 -- Writes whose events the library knows (REDIS-FACTS.md): each fires `set` per written key.
@@ -1453,15 +1469,8 @@ local function arrive_in_other_db(db, key, argv, now, ops)
   redis.call('SELECT', db)
   local lists_by_key = verified_lists(argv, CANDIDATES_AT, 2)
   drop_targets({ key, key }, lists_by_key)
-  local lists = lists_by_key[2]
-  if not lists then return end
-  local usable = {}
-  for _, list in ipairs(lists) do
-    if list_problem(list) == nil then
-      usable[#usable + 1] = list
-      usable[list] = lists[list]
-    end
-  end
+  if not lists_by_key[2] then return end
+  local usable = lists_taking_events(lists_by_key[2])
   -- An indexed incarnation there that ran out before the command (MOVE/COPY deleted it as
   -- expired when they looked the destination up) is reported now, before its entry is reused.
   settle(key, usable, now, nil, true)
@@ -1888,14 +1897,7 @@ local function notifylist_evicted(keys, argv)
       local deadline = tonumber(redis.call('ZSCORE', EXPIRY, key))
       if not deadline or deadline >= now then
         if deadline then unindex_key(key) end
-        local usable = {}
-        for _, list in ipairs(lists_by_key[index] or {}) do
-          if list_problem(list) == nil then
-            usable[#usable + 1] = list
-            usable[list] = lists_by_key[index][list]
-          end
-        end
-        pushed = pushed + push_event(key, 'evicted', usable)
+        pushed = pushed + push_event(key, 'evicted', lists_taking_events(lists_by_key[index]))
       end
     end
   end
