@@ -59,7 +59,6 @@ const DOUBT_TIMEOUT_MS = 5000;
 const AUTH_PROBE_MAX_AGE_MS = 1000;
 /** Patterns per HMGET when looking changed registrations up. */
 const LOOKUP_BATCH = 1000;
-/** The ops whose events the library counts for the proxy that wrote (see takeEventCounts). */
 /** Longest wait for Redis when taking the event counts (a scrape must not hang on a lost Redis). */
 const TAKE_COUNTS_TIMEOUT_MS = 1000;
 
@@ -448,7 +447,7 @@ export class ControlPlane implements ControlHooks {
   /** Library, notification flags, clock, auth probe (unless one was just made, as at start). */
   private async prepareActive(): Promise<void> {
     await this.ensureLibrary();
-    await this.ensureExpiredEvents();
+    await this.ensureKeyeventFlags();
     await this.reaper.measureClock();
     await this.probeAuthIfStale();
     await this.checkOwners();
@@ -634,13 +633,13 @@ export class ControlPlane implements ControlHooks {
   }
 
   /** Adds what we need to notify-keyspace-events without removing what others set. */
-  private async ensureExpiredEvents(): Promise<void> {
+  private async ensureKeyeventFlags(): Promise<void> {
     try {
       const [, flags] = (await this.control.config('GET', 'notify-keyspace-events')) as string[];
       const merged = withKeyeventFlags(flags ?? '');
       if (merged !== flags) await this.control.config('SET', 'notify-keyspace-events', merged);
     } catch (error) {
-      this.log.warn('keyevents_unavailable', `cannot enable expired notifications (${(error as Error).message}); relying on the reaper alone`);
+      this.log.warn('keyevents_unavailable', `cannot enable expired and evicted notifications (${(error as Error).message}); relying on the reaper alone, no evicted events`);
     }
   }
 
