@@ -16,9 +16,12 @@
 --                             of that op the writes of one proxy pushed, not yet taken by it
 --                             (the proxy adds them to its metrics and takes them back out)
 --   __PREFIX__backfill  hash  pattern -> SCAN cursor of its pending backfill
---   __PREFIX__targets   hash  list -> tagged number of registrations pointing at it (derived from
---                             the registry: rebuilt when missing). Event targets produce no events
---                             of their own and are never indexed: a write to one runs plainly.
+--   __PREFIX__targets   hash  list -> tagged number of registrations pointing at it and their
+--                             target options (derived from the registry: rebuilt when missing).
+--                             Event targets produce no events of their own and are never indexed:
+--                             a write to one runs plainly.
+--   __PREFIX__stats also: dropped -> events MAXLEN dropped in this database; dropped:<target> ->
+--                             those of one target.
 -- In database 0: __PREFIX__reaper (the reaper lease, tagged) and __PREFIX__secret (the secret:
 -- read by proxies only, never by this library).
 -- Channels: __PREFIX__changes (registry changes: see src/notify/changes.ts for the messages),
@@ -35,7 +38,7 @@
 -- (registration, event-target count, expiry entry, lease) carries a tag made with the secret.
 
 -- Bumped whenever a function's interface or behaviour changes: a proxy never replaces a newer one.
-local LIBRARY_VERSION = 5
+local LIBRARY_VERSION = 6
 
 local PREFIX = '__PREFIX__'
 local REGISTRY = PREFIX .. 'registry'
@@ -241,18 +244,42 @@ end
 local DEFAULT_EVENTS = 'set expired'
 local DEFAULT_FILTER = { set = true, expired = true }
 
--- The filter (event name -> true) of an events text (names and classes, space-separated), made
--- once per text.
-local filters = { [DEFAULT_EVENTS] = DEFAULT_FILTER }
-local function events_filter(text)
-  local filter = filters[text]
+-- A target's options (NOTIFYLIST.SET ... TARGET list|stream MAXLEN <n>), as text: '' (a list
+-- without bound: the default), else 'stream', 'maxlen=<n>' or 'stream maxlen=<n>'. Every
+-- registration pointing at one target has the same options (notifylist_set refuses others).
+-- As a table, made once per text: { text, stream = bool, maxlen = n or nil }.
+local DEFAULT_OPTIONS = { text = '', stream = false }
+local options_tables = { [''] = DEFAULT_OPTIONS }
+local function target_options(text)
+  local options = options_tables[text]
+  if options then return options end
+  local maxlen = string.match(text, 'maxlen=(%d+)')
+  options = { text = text, stream = string.find(text, '^stream') ~= nil, maxlen = maxlen and tonumber(maxlen) or nil }
+  options_tables[text] = options
+  return options
+end
+
+-- A filter (event name -> true) also holds its target's options under this key (a table: no
+-- event name can be it), unless they are the default.
+local OPTIONS = {}
+local function options_of(filter)
+  return filter[OPTIONS] or DEFAULT_OPTIONS
+end
+
+-- The filter of an events text (names and classes, space-separated) under target options, made
+-- once per (text, options).
+local filters = { [DEFAULT_EVENTS .. '|'] = DEFAULT_FILTER }
+local function events_filter(text, options_text)
+  options_text = options_text or ''
+  local filter = filters[text .. '|' .. options_text]
   if filter then return filter end
   event_names()
   filter = {}
   for word in string.gmatch(text, '%S+') do
     for _, name in ipairs(EVENT_CLASSES[word] or { word }) do filter[name] = true end
   end
-  filters[text] = filter
+  if options_text ~= '' then filter[OPTIONS] = target_options(options_text) end
+  filters[text .. '|' .. options_text] = filter
   return filter
 end
 
@@ -271,20 +298,23 @@ local function events_text(words)
   return table.concat(text, ' ')
 end
 
--- A registry value: <tag><owner length>:<owner><list> (the default events: the tag over
--- (pattern, list, owner)), or <tag>e<events length>:<events><owner length>:<owner><list> (the
--- tag over (pattern, list, owner, events)). The owner is the ACL user who registered it ('' for
--- registrations older than owners); the proxy checks its rights for what it does for the
--- registration under its own login.
-local function registration_tag(pattern, list, owner, events)
+-- A registry value: <tag><owner length>:<owner><list> (the default events and options: the tag
+-- over (pattern, list, owner)), or <tag>e<events length>:<events><owner length>:<owner><list> (the
+-- tag over (pattern, list, owner, events)), or with target options <tag>[e...]o<options
+-- length>:<options><owner length>:<owner><list> (the tag over (pattern, list, owner, events,
+-- options)). The owner is the ACL user who registered it ('' for registrations older than
+-- owners); the proxy checks its rights for what it does for the registration under its own login.
+local function registration_tag(pattern, list, owner, events, options)
+  if options ~= '' then return tag('registration', pattern, list, owner, events, options) end
   if events == DEFAULT_EVENTS then return tag('registration', pattern, list, owner) end
   return tag('registration', pattern, list, owner, events)
 end
 
-local function registry_value(pattern, list, owner, events)
-  local owned = #owner .. ':' .. owner .. list
-  if events == DEFAULT_EVENTS then return registration_tag(pattern, list, owner, events) .. owned end
-  return registration_tag(pattern, list, owner, events) .. 'e' .. #events .. ':' .. events .. owned
+local function registry_value(pattern, list, owner, events, options)
+  local value = registration_tag(pattern, list, owner, events, options)
+  if events ~= DEFAULT_EVENTS then value = value .. 'e' .. #events .. ':' .. events end
+  if options ~= '' then value = value .. 'o' .. #options .. ':' .. options end
+  return value .. #owner .. ':' .. owner .. list
 end
 
 -- The list, owner, events filter, events text and all of them as one (remembered) table of a
@@ -295,12 +325,18 @@ local function registration(pattern, value)
   if not value then return nil end
   local known = checked_values[value]
   if known and known.pattern == pattern then return known.list, known.owner, known.filter, known.events, known end
-  local at, events = 41, DEFAULT_EVENTS
-  local events_digits = string.match(value, '^e(%d+):', 41)
+  local at, events, options = 41, DEFAULT_EVENTS, ''
+  local events_digits = string.match(value, '^e(%d+):', at)
   if events_digits then
-    at = 41 + 2 + #events_digits
+    at = at + 2 + #events_digits
     events = string.sub(value, at, at + tonumber(events_digits) - 1)
     at = at + #events
+  end
+  local options_digits = string.match(value, '^o(%d+):', at)
+  if options_digits then
+    at = at + 2 + #options_digits
+    options = string.sub(value, at, at + tonumber(options_digits) - 1)
+    at = at + #options
   end
   local digits = string.match(value, '^(%d+):', at)
   if not digits then return nil end
@@ -308,10 +344,10 @@ local function registration(pattern, value)
   local owner_to = owner_from + tonumber(digits) - 1
   if owner_to > #value then return nil end
   local owner, list = string.sub(value, owner_from, owner_to), string.sub(value, owner_to + 1)
-  if string.sub(value, 1, 40) ~= registration_tag(pattern, list, owner, events) then return nil end
+  if string.sub(value, 1, 40) ~= registration_tag(pattern, list, owner, events, options) then return nil end
   if checked_count >= 10000 then checked_values, checked_count = {}, 0 end
-  local filter = events_filter(events)
-  known = { pattern = pattern, list = list, owner = owner, filter = filter, events = events }
+  local filter = events_filter(events, options)
+  known = { pattern = pattern, list = list, owner = owner, filter = filter, events = events, options = options }
   checked_values[value] = known
   checked_count = checked_count + 1
   return list, owner, filter, events, known
@@ -433,18 +469,26 @@ local function check_registry_read()
   return nil
 end
 
--- A TARGETS value: <count>:<tag over (list, count)>.
-local function target_value(list, count)
+-- A TARGETS value: <count>:<tag over (list, count)>, or with target options
+-- <count>:<options>:<tag over (list, count, options)>.
+local function target_value(list, count, options)
   local text = string.format('%d', count)
-  return text .. ':' .. tag('target', list, text)
+  if options == '' then return text .. ':' .. tag('target', list, text) end
+  return text .. ':' .. options .. ':' .. tag('target', list, text, options)
 end
 
--- The count of a TARGETS value the library made for `list`, else nil.
+-- The count and options of a TARGETS value the library made for `list`, else nil.
 local function target_count(list, value)
   if not value then return nil end
   local count, made = string.match(value, '^(%d+):(%x+)$')
-  if not count or made ~= tag('target', list, count) then return nil end
-  return tonumber(count)
+  if count then
+    if made ~= tag('target', list, count) then return nil end
+    return tonumber(count), ''
+  end
+  local options
+  count, options, made = string.match(value, '^(%d+):([^:]*):(%x+)$')
+  if not count or made ~= tag('target', list, count, options) then return nil end
+  return tonumber(count), options
 end
 
 -- TARGETS is derived from the registry: rebuilt when missing while registrations exist (after a
@@ -452,30 +496,37 @@ end
 local function ensure_targets()
   if redis.call('TYPE', TARGETS)['ok'] ~= 'none' then return end
   local fields = redis.call('HGETALL', REGISTRY)
-  local counts, lists = {}, {}
+  local counts, options, lists = {}, {}, {}
   for i = 1, #fields, 2 do
-    local list = registration(fields[i], fields[i + 1])
+    local list, _, _, _, known = registration(fields[i], fields[i + 1])
     if list then
       if not counts[list] then lists[#lists + 1] = list end
       counts[list] = (counts[list] or 0) + 1
+      options[list] = known.options
     end
   end
-  for _, list in ipairs(lists) do redis.call('HSET', TARGETS, list, target_value(list, counts[list])) end
+  for _, list in ipairs(lists) do redis.call('HSET', TARGETS, list, target_value(list, counts[list], options[list])) end
 end
 
--- Adds `delta` to the number of registrations pointing at `list`.
-local function count_target(list, delta)
+-- Adds `delta` to the number of registrations pointing at `list`, whose options become `options`.
+local function count_target(list, delta, options)
   local count = (target_count(list, redis.call('HGET', TARGETS, list)) or 0) + delta
-  if count > 0 then redis.call('HSET', TARGETS, list, target_value(list, count)) else redis.call('HDEL', TARGETS, list) end
+  if count > 0 then redis.call('HSET', TARGETS, list, target_value(list, count, options)) else redis.call('HDEL', TARGETS, list) end
 end
 
 -- Keeps TARGETS true when `pattern`, registered to `old` (nil: not registered), is about to point
--- at `list` (nil: about to be unregistered). Call before the registry changes.
-local function track_target(old, list)
+-- at `list` with `options` (nil: about to be unregistered). Call before the registry changes.
+local function track_target(old, list, options)
   ensure_targets()
-  if old == list then return end
-  if old then count_target(old, -1) end
-  if list then count_target(list, 1) end
+  if old == list then
+    if list then count_target(list, 0, options) end
+    return
+  end
+  if old then
+    local _, old_options = target_count(old, redis.call('HGET', TARGETS, old))
+    count_target(old, -1, old_options or '')
+  end
+  if list then count_target(list, 1, options) end
 end
 
 -- Lua 5.1 unpacks at most about 8000 values onto its C stack: larger MSET/MSETNX/DEL/UNLINK
@@ -590,19 +641,32 @@ local function check_key_reads(key)
   return nil
 end
 
--- The type an event list holds if it is not a list (nil: a list, or no key yet).
-local function other_type(list)
+-- The type an event target holds if it is not its kind (nil: a list, or a stream for TARGET
+-- stream, or no key yet).
+local function other_type(list, options)
   local kind = redis.call('TYPE', list)['ok']
-  if kind ~= 'none' and kind ~= 'list' then return kind end
+  if kind ~= 'none' and kind ~= (options.stream and 'stream' or 'list') then return kind end
   return nil
 end
 
--- An event list's type: nil if it can take events, else the type it holds (or a NOPERM error).
-local function list_problem(list)
-  if not redis.acl_check_cmd('type', list) or not redis.acl_check_cmd('rpush', list, 'x') then
+-- What the library runs on an event target: refused up front (a NOPERM error), else nil.
+local function target_permission(list, options)
+  local typed = redis.acl_check_cmd('type', list)
+  if options.stream then
+    if not typed or not redis.acl_check_cmd('xadd', list, 'MAXLEN', '~', '1', '*', 'k', 'v') or (options.maxlen and not redis.acl_check_cmd('xlen', list)) then
+      return no_permission('XADD to the event stream ' .. list)
+    end
+  elseif not typed or not redis.acl_check_cmd('rpush', list, 'x') then
     return no_permission('RPUSH to the event list ' .. list)
+  elseif options.maxlen and not redis.acl_check_cmd('ltrim', list, '0', '-1') then
+    return no_permission('LTRIM the event list ' .. list .. ' (it has a MAXLEN)')
   end
-  return other_type(list)
+  return nil
+end
+
+-- An event target's type: nil if it can take events, else the type it holds (or a NOPERM error).
+local function list_problem(list, options)
+  return target_permission(list, options) or other_type(list, options)
 end
 
 -- The lists (with their filters) of a lists table that can take events now: after the write,
@@ -610,7 +674,7 @@ end
 local function lists_taking_events(lists)
   local usable = {}
   for _, list in ipairs(lists or NO_LISTS) do
-    if list_problem(list) == nil then
+    if list_problem(list, options_of(lists[list])) == nil then
       usable[#usable + 1] = list
       usable[list] = lists[list]
     end
@@ -649,10 +713,12 @@ local function check_targets(keys, lists_by_key, name)
       for _, list in ipairs(lists) do
         if not lists_seen[list] then
           lists_seen[list] = true
-          local problem = list_problem(list)
+          local options = options_of(lists[list])
+          local problem = list_problem(list, options)
           if type(problem) == 'table' then return problem end
           if problem then
-            return redis.error_reply('WRONGTYPE notifylist: the event list ' .. list .. ' holds a ' .. problem .. ', not a list')
+            return redis.error_reply('WRONGTYPE notifylist: the event ' .. (options.stream and 'stream ' or 'list ') .. list
+              .. ' holds a ' .. problem .. ', not a ' .. (options.stream and 'stream' or 'list'))
           end
         end
       end
@@ -702,26 +768,36 @@ local function arrays_of(events, lists, op)
   local by_list = events.lists
   for n = 1, #lists do
     local list = lists[n]
-    if lists[list][op] then
+    local filter = lists[list]
+    if filter[op] then
       local texts = by_list[list]
       if not texts then
-        texts = { n = 0 }
+        -- (A stream's events are its keys, with their ops in `ops`.)
+        local options = options_of(filter)
+        texts = { n = 0, options = options, ops = options.stream and {} or nil }
         by_list[list] = texts
         by_list[#by_list + 1] = list
       end
       arrays[#arrays + 1] = texts
+      if texts.ops then arrays.streams = true end
     end
   end
   by_op[lists] = arrays
   return arrays
 end
 
-local function append_text(arrays, text)
+-- (`text`: the event for lists; streams take the key and op.)
+local function append_text(arrays, text, key, op)
   for n = 1, #arrays do
     local texts = arrays[n]
     local count = texts.n + 1
     texts.n = count
-    texts[count] = text
+    if texts.ops then
+      texts[count] = key
+      texts.ops[count] = op
+    else
+      texts[count] = text
+    end
   end
   return #arrays
 end
@@ -729,7 +805,7 @@ end
 local function add_event(events, key, op, lists)
   local arrays = arrays_of(events, lists, op)
   if #arrays == 0 then return end
-  local added = append_text(arrays, event_text(key, op, events.plain))
+  local added = append_text(arrays, event_text(key, op, events.plain), key, op)
   events.count = events.count + added
   events.ops[op] = (events.ops[op] or 0) + added
 end
@@ -746,7 +822,7 @@ local function add_events(events, keys, lists_by_key, op)
       if lists ~= current then
         current = lists
         arrays = arrays_of(events, lists, op)
-        single = #arrays == 1 and arrays[1] or nil
+        single = #arrays == 1 and not arrays.streams and arrays[1] or nil
       end
       local text = nil
       if #arrays > 0 then
@@ -761,7 +837,7 @@ local function add_events(events, keys, lists_by_key, op)
         single[n] = text
         count = count + 1
       else
-        count = count + append_text(arrays, text)
+        count = count + append_text(arrays, text, keys[index], op)
       end
     end
   end
@@ -769,15 +845,52 @@ local function add_events(events, keys, lists_by_key, op)
   events.ops[op] = (events.ops[op] or 0) + count
 end
 
+-- Events MAXLEN dropped from `list` (statistics: STATS dropped, dropped:<list>).
+local function count_dropped(list, dropped)
+  if dropped <= 0 then return end
+  redis.pcall('HINCRBY', STATS, 'dropped', dropped)
+  redis.pcall('HINCRBY', STATS, 'dropped:' .. list, dropped)
+end
+
+-- A stream target's events: XADD <target> [MAXLEN ~ <n>] * key <key> op <event> each; with a
+-- MAXLEN, what the trimming dropped is counted exactly (length before + added - length after).
+local function push_to_stream(list, texts, options)
+  local before = options.maxlen and redis.call('XLEN', list)
+  for i = 1, texts.n do
+    if options.maxlen then
+      redis.call('XADD', list, 'MAXLEN', '~', options.maxlen, '*', 'key', texts[i], 'op', texts.ops[i])
+    else
+      redis.call('XADD', list, '*', 'key', texts[i], 'op', texts.ops[i])
+    end
+  end
+  if before then count_dropped(list, before + texts.n - redis.call('XLEN', list)) end
+end
+
 -- Pushes the events (every list was checked to take them); the counter is only statistics.
--- Once per events table.
+-- Once per events table. A list with a MAXLEN keeps its newest events (LTRIM), counting those
+-- it drops.
 local function push_events(events)
   if events.count == 0 then return 0 end
   local by_list = events.lists
   for n = 1, #by_list do
     local list = by_list[n]
     local texts = by_list[list]
-    if texts.n == 1 then redis.call('RPUSH', list, texts[1]) else pcall_in_slices('RPUSH', list, texts, 1) end
+    local options = texts.options
+    if options.stream then
+      push_to_stream(list, texts, options)
+    else
+      local length
+      if texts.n == 1 then
+        length = redis.call('RPUSH', list, texts[1])
+      else
+        local replies = pcall_in_slices('RPUSH', list, texts, 1)
+        length = replies[#replies]
+      end
+      if options.maxlen and type(length) == 'number' and length > options.maxlen then
+        redis.call('LTRIM', list, -options.maxlen, -1)
+        count_dropped(list, length - options.maxlen)
+      end
+    end
   end
   redis.pcall('HINCRBY', STATS, 'events', events.count)
   for op, n in pairs(events.ops) do pushed_by_op[op] = (pushed_by_op[op] or 0) + n end
@@ -1770,7 +1883,8 @@ local function blocked_targets()
   local fields = redis.call('HGETALL', TARGETS)
   local count = 0
   for i = 1, #fields, 2 do
-    if target_count(fields[i], fields[i + 1]) and other_type(fields[i]) then count = count + 1 end
+    local known, options = target_count(fields[i], fields[i + 1])
+    if known and other_type(fields[i], target_options(options)) then count = count + 1 end
   end
   return count
 end
@@ -1804,14 +1918,15 @@ local function notifylist_info(_, argv)
     local registrations = redis.call('HLEN', REGISTRY)
     local indexed = redis.call('ZCARD', EXPIRY)
     local events = tonumber(redis.call('HGET', STATS, 'events')) or 0
+    local dropped = tonumber(redis.call('HGET', STATS, 'dropped')) or 0
     if db == 0 then
       local holder = lease_holder(redis.call('GET', PREFIX .. 'reaper'), now)
       lines[#lines + 1] = 'reaper_lease_holder:' .. (holder or '')
     end
     if registrations > 0 or indexed > 0 or events > 0 then
       local overdue = redis.call('ZCOUNT', EXPIRY, '-inf', '(' .. now)
-      lines[#lines + 1] = string.format('db%d:registrations=%d,indexed=%d,overdue=%d,events=%d,blocked=%d',
-        db, registrations, indexed, overdue, events, blocked_targets())
+      lines[#lines + 1] = string.format('db%d:registrations=%d,indexed=%d,overdue=%d,events=%d,blocked=%d,dropped=%d',
+        db, registrations, indexed, overdue, events, blocked_targets(), dropped)
     end
   end
   return table.concat(lines, '\r\n') .. '\r\n'
@@ -1841,7 +1956,7 @@ local function notifylist_expired(keys, argv)
   for _, lists in pairs(lists_by_key) do
     for _, list in ipairs(lists) do
       if held[list] == nil then
-        local problem = list_problem(list)
+        local problem = list_problem(list, options_of(lists[list]))
         if type(problem) == 'table' then return problem end
         held[list] = problem or false
         if problem then
@@ -1964,17 +2079,55 @@ local function check_registration(pattern, refusal, old_list)
   return nil
 end
 
--- FCALL notifylist_set 0 <secret> <owner> <refusal> <pattern> <list> [EVENTS <event or class> ...]
+-- NOTIFYLIST.SET's options after the target: EVENTS <event or class> ... (up to the next option
+-- word), TARGET list|stream, MAXLEN <n>; each at most once, in any order. Returns the events
+-- words (nil: no EVENTS) and the options text (target_options), or nil and an error reply.
+local SET_OPTIONS = { events = true, target = true, maxlen = true }
+local function set_options_of(argv, from)
+  local words, stream, maxlen, seen = nil, false, nil, {}
+  local i = from
+  while i <= #argv do
+    local option = string.lower(argv[i])
+    if not SET_OPTIONS[option] or seen[option] then return nil, redis.error_reply('ERR syntax error') end
+    seen[option] = true
+    if option == 'events' then
+      words = {}
+      i = i + 1
+      while i <= #argv and not SET_OPTIONS[string.lower(argv[i])] do
+        words[#words + 1] = argv[i]
+        i = i + 1
+      end
+      if #words == 0 then return nil, redis.error_reply('ERR notifylist: EVENTS needs at least one event name or class') end
+    elseif option == 'target' then
+      local kind = argv[i + 1] and string.lower(argv[i + 1])
+      if kind ~= 'list' and kind ~= 'stream' then return nil, redis.error_reply('ERR notifylist: TARGET is list or stream') end
+      stream = kind == 'stream'
+      i = i + 2
+    else
+      local n = argv[i + 1]
+      if not n or not string.match(n, '^[1-9]%d*$') or #n > 15 then
+        return nil, redis.error_reply('ERR notifylist: MAXLEN must be a positive integer')
+      end
+      maxlen = n
+      i = i + 2
+    end
+  end
+  local options = {}
+  if stream then options[#options + 1] = 'stream' end
+  if maxlen then options[#options + 1] = 'maxlen=' .. maxlen end
+  return words, table.concat(options, ' ')
+end
+
+-- FCALL notifylist_set 0 <secret> <owner> <refusal> <pattern> <target> [EVENTS <event or class> ...]
+-- [TARGET list|stream] [MAXLEN <n>]
 local function notifylist_set(_, argv)
   if not from_proxy(argv[1]) then return not_from_proxy() end
   if #argv < 5 then return arity_error('notifylist.set') end
   local owner, refusal, pattern, list = argv[2], argv[3], argv[4], argv[5]
   local events = DEFAULT_EVENTS
-  if #argv > 5 then
-    if string.lower(argv[6]) ~= 'events' then return redis.error_reply('ERR syntax error') end
-    if #argv == 6 then return redis.error_reply('ERR notifylist: EVENTS needs at least one event name or class') end
-    local words = {}
-    for i = 7, #argv do words[#words + 1] = argv[i] end
+  local words, options = set_options_of(argv, 6)
+  if not words and type(options) == 'table' then return options end
+  if words then
     local text, unknown = events_text(words)
     if not text then
       return redis.error_reply("ERR notifylist: unknown event '" .. unknown .. "' (EVENTS takes Redis keyevent names "
@@ -1992,11 +2145,21 @@ local function notifylist_set(_, argv)
   local old_list = registered_list(pattern)
   local refused = check_registration(pattern, refusal, old_list ~= list and old_list or nil)
   if refused then return refused end
-  if not redis.acl_check_cmd('rpush', list, 'x') then
-    return no_permission('RPUSH to the event list ' .. list)
+  refused = target_permission(list, target_options(options))
+  if refused then return refused end
+  -- One target, one kind and bound: a registration cannot change them under the others sharing it.
+  ensure_targets()
+  local sharing, current = target_count(list, redis.call('HGET', TARGETS, list))
+  if sharing then
+    if old_list == list then sharing = sharing - 1 end
+    if sharing > 0 and current ~= options then
+      return redis.error_reply('ERR notifylist: ' .. sharing .. ' other registration(s) point at ' .. list .. ' with '
+        .. (current == '' and 'TARGET list and no MAXLEN' or 'the options ' .. current)
+        .. '; registrations sharing a target must give it the same TARGET and MAXLEN')
+    end
   end
-  track_target(old_list, list)
-  redis.call('HSET', REGISTRY, pattern, registry_value(pattern, list, owner, events))
+  track_target(old_list, list, options)
+  redis.call('HSET', REGISTRY, pattern, registry_value(pattern, list, owner, events, options))
   -- Keys that already match and already have a TTL get indexed in the background.
   redis.call('HSET', BACKFILL, pattern, '0')
   redis.call('PUBLISH', CHANGES, string.format('set %d:%d:', #pattern, #list) .. pattern .. list)
@@ -2024,7 +2187,8 @@ local function notifylist_del(_, argv)
 end
 
 -- FCALL_RO notifylist_list 0 <secret> [WITHOPTIONS]: pattern, list, ... of this database's
--- registrations; WITHOPTIONS: one array per registration, { pattern, list, 'events', { names } }.
+-- registrations; WITHOPTIONS: one array per registration, { pattern, list, 'events', { names },
+-- 'target', 'list'|'stream' [, 'maxlen', n, 'dropped', events MAXLEN dropped from the target] }.
 local function notifylist_list(_, argv)
   if not from_proxy(argv[1]) then return not_from_proxy() end
   if #argv > 2 then return arity_error('notifylist.list') end
@@ -2039,11 +2203,19 @@ local function notifylist_list(_, argv)
   local fields = redis.call('HGETALL', REGISTRY)
   local reply = {}
   for i = 1, #fields, 2 do
-    local list, _, _, events = registration(fields[i], fields[i + 1])
+    local list, _, filter, events = registration(fields[i], fields[i + 1])
     if list and with_options then
       local names = {}
       for word in string.gmatch(events, '%S+') do names[#names + 1] = word end
-      reply[#reply + 1] = { fields[i], list, 'events', names }
+      local options = options_of(filter)
+      local entry = { fields[i], list, 'events', names, 'target', options.stream and 'stream' or 'list' }
+      if options.maxlen then
+        entry[#entry + 1] = 'maxlen'
+        entry[#entry + 1] = options.maxlen
+        entry[#entry + 1] = 'dropped'
+        entry[#entry + 1] = tonumber(redis.call('HGET', STATS, 'dropped:' .. list)) or 0
+      end
+      reply[#reply + 1] = entry
     elseif list then
       reply[#reply + 1] = fields[i]
       reply[#reply + 1] = list
@@ -2083,7 +2255,7 @@ local function notifylist_migrate(_, argv)
   local fields = redis.call('HGETALL', REGISTRY)
   for i = 1, #fields, 2 do
     if not registration(fields[i], fields[i + 1]) then
-      redis.call('HSET', REGISTRY, fields[i], registry_value(fields[i], fields[i + 1], '', DEFAULT_EVENTS))
+      redis.call('HSET', REGISTRY, fields[i], registry_value(fields[i], fields[i + 1], '', DEFAULT_EVENTS, ''))
       tagged = tagged + 1
     end
   end

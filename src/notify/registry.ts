@@ -12,6 +12,8 @@ export interface StoredEntry {
   list: string;
   /** The ACL user who registered it ('' for registrations older than owners). */
   owner: string;
+  /** Its target's options (secret.ts: StoredRegistration), when decoded from Redis. */
+  options?: string;
   value: string;
 }
 

@@ -46,6 +46,8 @@ export interface StoredRegistration {
   owner: string;
   /** Its EVENTS (names and classes, space-separated); 'set expired' without EVENTS. */
   events: string;
+  /** Its target's options (notifylist.lua: target_options): '', 'stream', 'maxlen=<n>', 'stream maxlen=<n>'. */
+  options: string;
 }
 
 /** A registration's events without EVENTS (notifylist.lua: DEFAULT_EVENTS). */
@@ -53,17 +55,25 @@ export const DEFAULT_EVENTS = 'set expired';
 
 /**
  * A registry value as the library writes it (notifylist.lua: registry_value):
- * <tag><owner length>:<owner><list>, or with EVENTS <tag>e<events length>:<events><owner
- * length>:<owner><list>. null for anything else (a value written by hand).
+ * <tag><owner length>:<owner><list>, with EVENTS <tag>e<events length>:<events><owner
+ * length>:<owner><list>, and with TARGET/MAXLEN an o<options length>:<options> field before the
+ * owner. null for anything else (a value written by hand).
  */
 export function decodeRegistration(secret: string, pattern: string, value: string): StoredRegistration | null {
   let at = 40;
   let events = DEFAULT_EVENTS;
-  const eventsHeader = /^e(\d+):/.exec(value.slice(40, 64));
+  const eventsHeader = /^e(\d+):/.exec(value.slice(at, at + 24));
   if (eventsHeader !== null) {
-    at = 40 + eventsHeader[0].length;
+    at += eventsHeader[0].length;
     events = value.slice(at, at + Number(eventsHeader[1]));
     at += events.length;
+  }
+  let options = '';
+  const optionsHeader = /^o(\d+):/.exec(value.slice(at, at + 24));
+  if (optionsHeader !== null) {
+    at += optionsHeader[0].length;
+    options = value.slice(at, at + Number(optionsHeader[1]));
+    at += options.length;
   }
   const header = /^(\d+):/.exec(value.slice(at, at + 24));
   if (header === null) return null;
@@ -72,7 +82,7 @@ export function decodeRegistration(secret: string, pattern: string, value: strin
   if (ownerTo > value.length) return null;
   const owner = value.slice(ownerFrom, ownerTo);
   const list = value.slice(ownerTo);
-  const fields = events === DEFAULT_EVENTS ? [pattern, list, owner] : [pattern, list, owner, events];
+  const fields = options !== '' ? [pattern, list, owner, events, options] : events === DEFAULT_EVENTS ? [pattern, list, owner] : [pattern, list, owner, events];
   if (value.slice(0, 40) !== tag(secret, 'registration', ...fields)) return null;
-  return { list, owner, events };
+  return { list, owner, events, options };
 }
