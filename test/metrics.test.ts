@@ -167,6 +167,20 @@ describe('metrics', () => {
     expect(now.value('notifylist_expiry_overdue', { db: '2' })).toBe(0);
     expect(now.value('notifylist_registrations')).toBe(2);
   });
+
+  it('events dropped by MAXLEN per database, and a stream target\'s length (XLEN)', async () => {
+    const { client, metricsPort } = await setup();
+    await client.select(3);
+    await client.call('NOTIFYLIST.SET', 'b:*', 'blist', 'MAXLEN', '10');
+    await client.call('NOTIFYLIST.SET', 's:*', 'bstream', 'TARGET', 'stream');
+    for (let i = 0; i < 25; i++) await client.set(`b:${i}`, 'v');
+    for (let i = 0; i < 4; i++) await client.set(`s:${i}`, 'v');
+    await sleep(1100);
+    const now = await scrape(metricsPort);
+    expect(now.value('notifylist_events_dropped', { db: '3' })).toBe(15);
+    expect(now.value('notifylist_target_length', { db: '3', target: 'blist' })).toBe(10);
+    expect(now.value('notifylist_target_length', { db: '3', target: 'bstream' })).toBe(4);
+  });
 });
 
 describe('health', () => {

@@ -52,9 +52,11 @@ interface IndexSample {
   db: number;
   entries: number;
   overdue: number;
+  /** Events MAXLEN dropped in this database (the library's count, shared by every proxy). */
+  dropped: number;
 }
 
-/** ZCARD and overdue ZCOUNT of each watched database's expiry index, in one pipeline. */
+/** ZCARD and overdue ZCOUNT of each watched database's expiry index, and its MAXLEN drop count, in one pipeline. */
 async function sampleExpiryIndex(controlPlane: ControlPlane): Promise<IndexSample[]> {
   const databases = controlPlane.watchedDatabases();
   if (!controlPlane.isActive || databases.length === 0) return [];
@@ -62,9 +64,12 @@ async function sampleExpiryIndex(controlPlane: ControlPlane): Promise<IndexSampl
   const expiry = controlPlane.names.expiry;
   const replies = await inDatabases(
     controlPlane.control,
-    databases.map((db) => ({ db, commands: [['zcard', expiry], ['zcount', expiry, '-inf', `(${now}`]] as ControlCommand[] })),
+    databases.map((db) => ({
+      db,
+      commands: [['zcard', expiry], ['zcount', expiry, '-inf', `(${now}`], ['hget', controlPlane.names.stats, 'dropped']] as ControlCommand[],
+    })),
   );
-  return databases.map((db, i) => ({ db, entries: Number(replies[i][0]), overdue: Number(replies[i][1]) }));
+  return databases.map((db, i) => ({ db, entries: Number(replies[i][0]), overdue: Number(replies[i][1]), dropped: Number(replies[i][2] ?? 0) }));
 }
 
 /**
@@ -76,12 +81,12 @@ function targetSampler(controlPlane: ControlPlane): () => Promise<Array<{ db: nu
   let offset = 0;
   return async () => {
     const seen = new Set<string>();
-    const targets: Array<{ db: number; target: string }> = [];
+    const targets: Array<{ db: number; target: string; stream: boolean }> = [];
     for (const [db, , entry] of controlPlane.registry.entries()) {
       const id = `${db}\n${entry.list}`;
       if (!seen.has(id)) {
         seen.add(id);
-        targets.push({ db, target: entry.list });
+        targets.push({ db, target: entry.list, stream: entry.options?.startsWith('stream') === true });
       }
     }
     if (targets.length === 0) return [];
@@ -90,16 +95,16 @@ function targetSampler(controlPlane: ControlPlane): () => Promise<Array<{ db: nu
     const picked = [...targets, ...targets].slice(offset, offset + Math.min(TARGET_SAMPLE_MAX, targets.length));
     offset += picked.length;
     picked.sort((a, b) => a.db - b.db);
-    // One group of LLENs per database, in the order picked.
+    // One group of LLENs (XLENs for stream targets) per database, in the order picked.
     const groups: Array<{ db: number; commands: ControlCommand[]; items: typeof picked }> = [];
     for (const item of picked) {
       let group = groups.at(-1);
       if (group?.db !== item.db) groups.push((group = { db: item.db, commands: [], items: [] }));
-      group.commands.push(['llen', Buffer.from(item.target, 'latin1')]);
+      group.commands.push([item.stream ? 'xlen' : 'llen', Buffer.from(item.target, 'latin1')]);
       group.items.push(item);
     }
     const replies = await inDatabases(controlPlane.control, groups);
-    return groups.flatMap((group, g) => group.items.map((item, i) => ({ ...item, length: Number(replies[g][i]) })));
+    return groups.flatMap((group, g) => group.items.map((item, i) => ({ db: item.db, target: item.target, length: Number(replies[g][i]) })));
   };
 }
 
@@ -199,6 +204,11 @@ export function createProxyMetrics(sources: MetricSources): Registry {
   };
   indexGauge('notifylist_expiry_index_entries', 'Keys in the expiry index, per database.', (sample) => sample.entries);
   indexGauge('notifylist_expiry_overdue', 'Expiry index entries whose deadline has passed (not reported yet), per database.', (sample) => sample.overdue);
+  indexGauge(
+    'notifylist_events_dropped',
+    'Events dropped by MAXLEN targets in each database since they were created (kept in Redis: the same for every proxy).',
+    (sample) => sample.dropped,
+  );
   new Gauge({
     name: 'notifylist_target_length',
     help: "Length of each registration's target list (consumer lag), sampled by the reaper leader only.",
