@@ -286,7 +286,7 @@ describe('EVENTS syntax and NOTIFYLIST.LIST WITHOPTIONS', () => {
     await expect(client.call('NOTIFYLIST.SET', 'e:*', 'other', 'EVENTS', '@strings')).rejects.toThrow(/unknown event '@strings'/);
     await expect(client.call('NOTIFYLIST.SET', 'e:*', 'other', 'EVENTS')).rejects.toThrow(/EVENTS needs at least one/);
     await expect(client.call('NOTIFYLIST.SET', 'e:*', 'other', 'FOO', 'del')).rejects.toThrow(/syntax error/);
-    expect(await client.call('NOTIFYLIST.LIST', 'WITHOPTIONS')).toEqual([['e:*', 't', 'events', ['del']]]);
+    expect(await client.call('NOTIFYLIST.LIST', 'WITHOPTIONS')).toEqual([['e:*', 't', 'events', ['del'], 'target', 'list']]);
   });
 
   it('names are case-insensitive, stored lowercase, duplicates once; LIST stays flat', async () => {
@@ -295,8 +295,8 @@ describe('EVENTS syntax and NOTIFYLIST.LIST WITHOPTIONS', () => {
     expect(await client.call('NOTIFYLIST.LIST')).toEqual(expect.arrayContaining(['e:*', 't', 'f:*', 't']));
     expect(await client.call('NOTIFYLIST.LIST', 'WITHOPTIONS')).toEqual(
       expect.arrayContaining([
-        ['e:*', 't', 'events', ['del', '@hash', 'xgroup-create']],
-        ['f:*', 't', 'events', ['set', 'expired']],
+        ['e:*', 't', 'events', ['del', '@hash', 'xgroup-create'], 'target', 'list'],
+        ['f:*', 't', 'events', ['set', 'expired'], 'target', 'list'],
       ]),
     );
     await expect(client.call('NOTIFYLIST.LIST', 'VERBOSE')).rejects.toThrow(/syntax error/);

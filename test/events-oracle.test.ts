@@ -3,7 +3,8 @@
 // (psubscribe __keyevent@*__:* with notify-keyspace-events KEAn, on a quiet Redis) is the truth.
 // Per (database, key), the events in the target must equal Redis's, in order. (Blocking commands
 // here are served at once or time out: one served later by another client's push pops outside
-// any function, README.)
+// any function, README.) A second registration of the same keys (`m:**`) pushes to a stream target
+// with a MAXLEN it never reaches: the stream must hold the same events as the list, op for op.
 import fc from 'fast-check';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -17,6 +18,7 @@ import { waitFor } from './helpers/wait.js';
 const KEPT_SEEDS: number[] = [];
 const COMMANDS_PER_RUN = 5000;
 const TARGET = 'ev';
+const STREAM_TARGET = 'ev-stream';
 const DATABASES = [0, 1];
 
 let redis: RedisServer;
@@ -212,11 +214,15 @@ async function targetEvents(): Promise<Map<string, string[]>> {
   const byKey = new Map<string, string[]>();
   for (const db of DATABASES) {
     const connection = new Redis(redis.port, { db });
+    const listed: string[] = [];
     for (const entry of await connection.lrange(TARGET, 0, -1)) {
       const { key, op } = JSON.parse(entry) as { key: string; op: string };
+      listed.push(`${key} ${op}`);
       const id = `${db}\n${key}`;
       byKey.set(id, [...(byKey.get(id) ?? []), op]);
     }
+    const streamed = ((await connection.xrange(STREAM_TARGET, '-', '+')) as Array<[string, string[]]>).map(([, f]) => `${f[1]} ${f[3]}`);
+    expect(streamed, `db ${db}: the stream target holds the list target's events`).toEqual(listed);
     connection.disconnect();
   }
   return byKey;
@@ -263,6 +269,7 @@ beforeAll(async () => {
   client = await RawClient.connect(proxy.port);
   for (const db of DATABASES) {
     await run([['SELECT', String(db)], ['NOTIFYLIST.SET', 'm:*', TARGET, 'EVENTS', '@all', 'new']]);
+    await run([['NOTIFYLIST.SET', 'm:**', STREAM_TARGET, 'EVENTS', '@all', 'new', 'TARGET', 'stream', 'MAXLEN', '1000000']]);
   }
 });
 
