@@ -5,8 +5,9 @@ import { spawn } from 'node:child_process';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { RunningProxy } from '../src/index.js';
-import { startTestProxy } from './helpers/proxy.js';
-import { startRedis, type RedisServer } from './helpers/redis-server.js';
+import { controlAclRules } from '../src/notify/control-permissions.js';
+import { startProxyWith, startTestProxy } from './helpers/proxy.js';
+import { freePort, startRedis, type RedisServer } from './helpers/redis-server.js';
 import { sleep, waitFor } from './helpers/wait.js';
 
 let redis: RedisServer;
@@ -276,4 +277,32 @@ describe('registration options', () => {
       await direct.call('ACL', 'DELUSER', 'pusher');
     }
   });
+});
+
+describe("the proxy's own user without +xadd +xlen +ltrim (optional rules)", () => {
+  it('expirations for a stream target wait in the index, others are reported; once granted, each is reported once', async () => {
+    await direct.call('ACL', 'SETUSER', 'ctl', 'reset', 'on', '>pw', ...controlAclRules('notifylist:'), 'allkeys');
+    const limited = await startProxyWith(['--port', String(await freePort()), '--upstream', `redis://ctl:pw@127.0.0.1:${redis.port}`]);
+    const writer = new Redis(limited.port);
+    try {
+      await writer.call('NOTIFYLIST.SET', 'x:*', 'xs', 'TARGET', 'stream', 'EVENTS', 'expired');
+      await writer.call('NOTIFYLIST.SET', 'y:*', 'ys', 'EVENTS', 'expired');
+      await writer.set('x:1', 'v', 'PX', 100);
+      await writer.set('y:1', 'v', 'PX', 100);
+      await waitFor(() => direct.llen('ys'), (n) => n === 1);
+      await sleep(300);
+      expect(await direct.exists('xs')).toBe(0);
+      expect(await direct.zscore('notifylist:expiry', 'x:1')).not.toBeNull();
+      await direct.call('ACL', 'SETUSER', 'ctl', '+xadd', '+xlen', '+ltrim');
+      const events = await waitFor(() => streamEvents('xs'), (e) => e.length > 0, 10_000);
+      await sleep(300);
+      expect((await streamEvents('xs')).map((e) => [e.key, e.op])).toEqual([['x:1', 'expired']]);
+      expect(events).toHaveLength(1);
+      expect(await direct.lrange('ys', 0, -1)).toEqual(['{"key":"y:1","op":"expired"}']);
+    } finally {
+      writer.disconnect();
+      await limited.close();
+      await direct.call('ACL', 'DELUSER', 'ctl');
+    }
+  }, 20_000);
 });

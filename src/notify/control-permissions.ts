@@ -82,9 +82,11 @@ export const CONTROL_PATTERNS: readonly ControlPermission[] = [
 /**
  * Not checked at start. Without +config|get / +config|set, set notify-keyspace-events to include
  * Exe yourself; without +config|get, protected mode takes Redis's protected-mode to be yes
- * (src/proxy/protected-mode.ts); without the evicted keyevent channels, no `evicted` events.
+ * (src/proxy/protected-mode.ts); without the evicted keyevent channels, no `evicted` events;
+ * without +xadd +xlen +ltrim, expirations of keys registered to a stream target or a MAXLEN
+ * list wait in the index (the reaper's call is refused, nothing is lost) until they are granted.
  */
-export const OPTIONAL_CONTROL_RULES = ['+config|get', '+config|set', `&${evictedChannel('*')}`] as const;
+export const OPTIONAL_CONTROL_RULES = ['+config|get', '+config|set', `&${evictedChannel('*')}`, '+xadd', '+xlen', '+ltrim'] as const;
 
 /** A pattern rule with the prefix filled in, escaped for a glob. */
 const withPrefix = (rule: string, prefix: string): string => rule.replace('<prefix>', escapeGlob(prefix));

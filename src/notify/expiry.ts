@@ -167,7 +167,11 @@ export class ExpiryReporter {
     if (now - (this.blockedLogged.get(id) ?? -Infinity) < BLOCKED_LOG_MS) return;
     this.blockedLogged.set(id, now);
     if (this.blockedLogged.size > 10_000) this.blockedLogged.clear();
-    this.log.warn('expired_blocked', `expired events held back in db ${db}: the event list ${JSON.stringify(list)} holds a ${kind}, not the type its registrations push to (a list, or a stream for TARGET stream); they are reported once it holds that type again or is deleted (NOTIFYLIST.INFO: blocked)`, { db, list, type: kind });
+    const why =
+      kind === 'noperm'
+        ? "the proxy's user may not push to it (RPUSH; XADD and XLEN for a stream, LTRIM for a list with a MAXLEN: README, control user); they are reported once it may"
+        : `it holds a ${kind}, not the type its registrations push to (a list, or a stream for TARGET stream); they are reported once it holds that type again or is deleted (NOTIFYLIST.INFO: blocked)`;
+    this.log.warn('expired_blocked', `expired events held back in db ${db}: the event list ${JSON.stringify(list)}: ${why}`, { db, list, type: kind });
   }
 }
 

@@ -1935,7 +1935,7 @@ end
 -- FCALL notifylist_expired <numkeys> <keys...> <secret> <candidates...> [expired] [lags]
 -- Reports keys whose indexed deadline has passed (from the keyevent subscription, which passes
 -- `expired`: Redis published `expired` for these keys, or from the reaper). A key whose event list
--- holds another type is held back (its entry stays, untouched) until the list is fixed; the other
+-- holds another type (or that the caller may not push to: reported as the type `noperm`) is held back (its entry stays, untouched) until the list is fixed; the other
 -- keys are reported. Returns { events pushed, entries left unchanged (held back or not yet due on
 -- Redis's clock), [with `lags`: per key reported, ms from its deadline to its event,] then per
 -- event list held back: its name and the type it holds }.
@@ -1957,7 +1957,8 @@ local function notifylist_expired(keys, argv)
     for _, list in ipairs(lists) do
       if held[list] == nil then
         local problem = list_problem(list, options_of(lists[list]))
-        if type(problem) == 'table' then return problem end
+        -- (The proxy's user may not push there: held back like a target of the wrong type.)
+        if type(problem) == 'table' then problem = 'noperm' end
         held[list] = problem or false
         if problem then
           blocked[#blocked + 1] = list
