@@ -89,6 +89,8 @@ export interface ProxyConfig {
   // Operations: graceful drain and the client limit (src/operations/drain.ts, max-clients.ts).
   /** SIGTERM / SIGINT: the drain ends (and the process exits) within this long. */
   drainMs: number;
+  /** Largest value an event WITH value carries, and an expired key's copy holds (larger: its length). */
+  maxValueBytes: number;
   /** Clients at once, every listener together; one more gets Redis's own error (as maxclients). */
   maxClients: number;
   // Logs (src/operations/logger.ts).
@@ -105,6 +107,7 @@ export const DEFAULTS = {
   connectTimeoutMs: 5000,
   protectedMode: 'yes',
   drainMs: 10_000,
+  maxValueBytes: 65_536,
   maxClients: 10_000,
   metricsPort: 0,
   metricsBind: '127.0.0.1',
@@ -217,6 +220,7 @@ export const ENVIRONMENT: Readonly<Record<string, string>> = {
   workers: 'NOTIFYLIST_WORKERS',
   // Operations: drain and limits.
   'drain-ms': 'NOTIFYLIST_DRAIN_MS',
+  'max-value-bytes': 'NOTIFYLIST_MAX_VALUE_BYTES',
   maxclients: 'NOTIFYLIST_MAXCLIENTS',
   // Logs and the config file (src/operations/logger.ts, config-file.ts).
   'log-level': 'NOTIFYLIST_LOG_LEVEL',
@@ -282,6 +286,9 @@ Options (each also from the environment variable shown, or as \`name value\` in 
   --drain-ms <ms>               on SIGTERM / SIGINT: stop accepting, write the replies to what was
                                 forwarded, close idle clients, then blocked and subscribed ones,
                                 exit 0 within this long (NOTIFYLIST_DRAIN_MS, default ${DEFAULTS.drainMs})
+  --max-value-bytes <bytes>     largest value an event WITH value carries and an expired key's copy
+                                holds; a larger one: its length only (NOTIFYLIST_MAX_VALUE_BYTES,
+                                default ${DEFAULTS.maxValueBytes})
   --maxclients <n>              clients at once on all listeners together; one more gets Redis's
                                 -ERR max number of clients reached (NOTIFYLIST_MAXCLIENTS, default ${DEFAULTS.maxClients})
   --log-level <level>           fatal, error, warn, info, debug, trace or silent
@@ -402,6 +409,7 @@ function configFrom(values: Map<string, string>): ProxyConfig {
     ...operationsSettings(values, portNumber),
     // Operations: drain and limits.
     drainMs: integer('drain-ms', DEFAULTS.drainMs, 1),
+    maxValueBytes: integer('max-value-bytes', DEFAULTS.maxValueBytes, 0),
     maxClients: integer('maxclients', DEFAULTS.maxClients, 1),
     logLevel: oneOf(values, 'log-level', LOG_LEVELS, DEFAULT_LOG_LEVEL),
     logFormat: oneOf(values, 'log-format', LOG_FORMATS, DEFAULT_LOG_FORMAT),

@@ -4,7 +4,8 @@
 // Per (database, key), the events in the target must equal Redis's, in order. (Blocking commands
 // here are served at once or time out: one served later by another client's push pops outside
 // any function, README.) A second registration of the same keys (`m:**`) pushes to a stream target
-// with a MAXLEN it never reaches: the stream must hold the same events as the list, op for op.
+// with a MAXLEN it never reaches and every WITH field: the stream must hold the same events as
+// the list, op for op.
 import fc from 'fast-check';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -221,7 +222,10 @@ async function targetEvents(): Promise<Map<string, string[]>> {
       const id = `${db}\n${key}`;
       byKey.set(id, [...(byKey.get(id) ?? []), op]);
     }
-    const streamed = ((await connection.xrange(STREAM_TARGET, '-', '+')) as Array<[string, string[]]>).map(([, f]) => `${f[1]} ${f[3]}`);
+    const entries = (await connection.xrange(STREAM_TARGET, '-', '+')) as Array<[string, string[]]>;
+    const streamed = entries.map(([, f]) => `${f[1]} ${f[3]}`);
+    // (WITH db: the client's database as the proxy followed its SELECTs.)
+    for (const [, f] of entries) expect(f.slice(4, 8), `db ${db}: ts and db fields`).toEqual(['ts', f[5], 'db', String(db)]);
     expect(streamed, `db ${db}: the stream target holds the list target's events`).toEqual(listed);
     connection.disconnect();
   }
@@ -269,7 +273,7 @@ beforeAll(async () => {
   client = await RawClient.connect(proxy.port);
   for (const db of DATABASES) {
     await run([['SELECT', String(db)], ['NOTIFYLIST.SET', 'm:*', TARGET, 'EVENTS', '@all', 'new']]);
-    await run([['NOTIFYLIST.SET', 'm:**', STREAM_TARGET, 'EVENTS', '@all', 'new', 'TARGET', 'stream', 'MAXLEN', '1000000']]);
+    await run([['NOTIFYLIST.SET', 'm:**', STREAM_TARGET, 'EVENTS', '@all', 'new', 'TARGET', 'stream', 'MAXLEN', '1000000', 'WITH', 'ts', 'db', 'ttl', 'value']]);
   }
 });
 

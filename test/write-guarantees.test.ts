@@ -144,7 +144,7 @@ describe('one event target holding another type', () => {
     const info = String(await client.call('NOTIFYLIST.INFO'));
     expect(info).toMatch(/db0:.*blocked=1/);
     await waitFor(async () => proxyLog.join('\n'), (log) => /"xl"/.test(log), 3000);
-    expect(proxyLog.join('\n')).toMatch(/held back in db 0: the event list "xl" holds a string/);
+    expect(proxyLog.join('\n')).toMatch(/held back in db 0: the event list "xl": it holds a string/);
 
     await direct.del('xl');
     const xEvents = await waitFor(() => events('xl'), (list) => list.length >= 1, 5000);

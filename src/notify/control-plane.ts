@@ -85,6 +85,10 @@ export class ControlPlane implements ControlHooks {
    * write's reply must stay the command's) and taken back by takeEventCounts.
    */
   readonly eventCounter = randomUUID().replace(/-/g, '').slice(0, 16);
+
+  get maxValueBytes(): number {
+    return this.config.maxValueBytes;
+  }
   /** Ever active: counters of ours may be in Redis. */
   private everActive = false;
   private taking: Promise<void> | null = null;

@@ -110,7 +110,8 @@ export class ExpiryReporter {
     }
   }
 
-  /** Candidate triples of the keys (key index, pattern, list), after their count. */
+  /** Candidate triples of the keys (key index, pattern, list), after their count and the database
+   * (`<n>///<db>/`: notifylist.lua set_context, for WITH db). */
   private candidates(db: number, keys: string[]): Buffer[] {
     const triples: Buffer[] = [];
     keys.forEach((key, i) => {
@@ -119,7 +120,7 @@ export class ExpiryReporter {
         if (!this.registry.isSuspended(db, pattern)) triples.push(binary(String(i + 1)), binary(pattern), binary(list));
       });
     });
-    return [binary(String(triples.length / 3)), ...triples];
+    return [binary(`${triples.length / 3}///${db}/`), ...triples];
   }
 
   private async flushQueued(): Promise<void> {

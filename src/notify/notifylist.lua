@@ -20,6 +20,8 @@
 --                             target options (derived from the registry: rebuilt when missing).
 --                             Event targets produce no events of their own and are never indexed:
 --                             a write to one runs plainly.
+--   __PREFIX__values    hash  key -> tagged copy of the value of an indexed string key, for
+--                             registrations WITH value: the `expired` event carries it
 --   __PREFIX__stats also: dropped -> events MAXLEN dropped in this database; dropped:<target> ->
 --                             those of one target.
 -- In database 0: __PREFIX__reaper (the reaper lease, tagged) and __PREFIX__secret (the secret:
@@ -47,6 +49,7 @@ local TAGS = PREFIX .. 'tags'
 local STATS = PREFIX .. 'stats'
 local BACKFILL = PREFIX .. 'backfill'
 local TARGETS = PREFIX .. 'targets'
+local VALUES = PREFIX .. 'values'
 local CHANGES = PREFIX .. 'changes'
 local WAKE = PREFIX .. 'wake'
 local SECRET_HASH = '__SECRET_HASH__'
@@ -244,10 +247,13 @@ end
 local DEFAULT_EVENTS = 'set expired'
 local DEFAULT_FILTER = { set = true, expired = true }
 
--- A target's options (NOTIFYLIST.SET ... TARGET list|stream MAXLEN <n>), as text: '' (a list
--- without bound: the default), else 'stream', 'maxlen=<n>' or 'stream maxlen=<n>'. Every
+-- A target's options (NOTIFYLIST.SET ... TARGET list|stream MAXLEN <n> WITH <field> ...), as
+-- text: '' (a list without bound or extra fields: the default), else its parts in this order:
+-- 'stream', 'maxlen=<n>', 'with=<fields, comma-separated, in WITH_FIELDS order>'. Every
 -- registration pointing at one target has the same options (notifylist_set refuses others).
--- As a table, made once per text: { text, stream = bool, maxlen = n or nil }.
+-- As a table, made once per text: { text, stream = bool, maxlen = n or nil, with = { field =
+-- true } or nil, with_list = { fields in order } }.
+local WITH_FIELDS = { 'ts', 'db', 'ttl', 'value' }
 local DEFAULT_OPTIONS = { text = '', stream = false }
 local options_tables = { [''] = DEFAULT_OPTIONS }
 local function target_options(text)
@@ -255,6 +261,14 @@ local function target_options(text)
   if options then return options end
   local maxlen = string.match(text, 'maxlen=(%d+)')
   options = { text = text, stream = string.find(text, '^stream') ~= nil, maxlen = maxlen and tonumber(maxlen) or nil }
+  local with = string.match(text, 'with=([%a,]+)')
+  if with then
+    options.with, options.with_list = {}, {}
+    for field in string.gmatch(with, '[^,]+') do
+      options.with[field] = true
+      options.with_list[#options.with_list + 1] = field
+    end
+  end
   options_tables[text] = options
   return options
 end
@@ -444,6 +458,15 @@ local function verified_lists(argv, first, key_count)
     end
   end
   return lists_by_key, first + 1 + 3 * count
+end
+
+-- Does some list of `lists` carry values (WITH value)?
+local function wants_values(lists)
+  for _, list in ipairs(lists or NO_LISTS) do
+    local with = options_of(lists[list]).with
+    if with and with.value then return true end
+  end
+  return false
 end
 
 -- Does some list of `lists` take `op`?
@@ -708,6 +731,11 @@ local function check_targets(keys, lists_by_key, name)
       refused = check_key_reads(keys[index])
       if refused then return refused end
     end
+    if wants_values(lists) then
+      for _, command in ipairs({ 'hget', 'hset', 'hdel' }) do
+        if not redis.acl_check_cmd(command, VALUES, 'x', 'x') then return no_permission('run ' .. command .. ' on ' .. VALUES) end
+      end
+    end
     if not tables_seen[lists] then
       tables_seen[lists] = true
       for _, list in ipairs(lists) do
@@ -772,9 +800,10 @@ local function arrays_of(events, lists, op)
     if filter[op] then
       local texts = by_list[list]
       if not texts then
-        -- (A stream's events are its keys, with their ops in `ops`.)
+        -- (A stream's events, and those of a target WITH fields, are their keys, with their ops in
+        -- `ops`: made at push time.)
         local options = options_of(filter)
-        texts = { n = 0, options = options, ops = options.stream and {} or nil }
+        texts = { n = 0, options = options, ops = (options.stream or options.with) and {} or nil }
         by_list[list] = texts
         by_list[#by_list + 1] = list
       end
@@ -845,6 +874,111 @@ local function add_events(events, keys, lists_by_key, op)
   events.ops[op] = (events.ops[op] or 0) + count
 end
 
+-- What a call knows beyond its arguments: the client's database (from the proxy, which follows
+-- SELECT: a function cannot learn it; nil if not known), the largest value an event or a copy
+-- carries (--max-value-bytes), and values written by SET-family commands (key -> value).
+local DEFAULT_MAX_VALUE = 65536
+local context = { db = nil, max_value = DEFAULT_MAX_VALUE, written = {} }
+-- From the candidates count of a call: `<n>[/<protocol>[b]/<counter>[/<db>/<max value bytes>]]`
+-- (older proxies send up to the counter; the reaper's calls have no protocol nor counter).
+-- Returns the protocol, `b` or '', and the counter.
+local function set_context(spec)
+  local protocol, blocking, counter = string.match(spec, '^%d+/([23]?)(b?)/(.+)$')
+  local db, max_value = nil, nil
+  if counter then
+    local named, d, m = string.match(counter, '^([^/]*)/(%d*)/(%d*)$')
+    if named then counter, db, max_value = named ~= '' and named or nil, d ~= '' and d or nil, m end
+  end
+  context = { db = db, max_value = tonumber(max_value) or DEFAULT_MAX_VALUE, written = {} }
+  if protocol == '' then protocol = nil end
+  return protocol, blocking, counter
+end
+
+-- Copies of values (VALUES): <tag over (key, stored)><stored>, stored = 'v' .. value, or 'o' ..
+-- its length when it is larger than the limit. A copy written by hand is never used.
+local function value_copy(key, stored)
+  return tag('value', key, stored) .. stored
+end
+
+local function stored_copy(key)
+  local copy = redis.pcall('HGET', VALUES, key)
+  if type(copy) ~= 'string' then return nil end
+  local stored = string.sub(copy, 41)
+  if string.sub(copy, 1, 40) ~= tag('value', key, stored) then return nil end
+  return stored
+end
+
+-- The events whose key holds a string value after the command, and those that set a deadline.
+local VALUE_OPS = { set = true, setrange = true, incrby = true, incrbyfloat = true, append = true, setbit = true }
+local TTL_OPS = { set = true, expire = true, restore = true, rename_to = true, move_to = true, copy_to = true }
+
+-- The value an event carries ('v' .. value, 'o' .. its length when too large, or nil): for
+-- `expired` the copy (or the value just written, for a deadline already past), for string
+-- writes the key's value now.
+local function event_value(key, op)
+  local value = context.written[key]
+  if op == 'expired' then
+    local stored = stored_copy(key)
+    if stored then return stored end
+  elseif not VALUE_OPS[op] then
+    return nil
+  elseif value == nil then
+    value = redis.pcall('GET', key)
+  end
+  if type(value) ~= 'string' then return nil end
+  if #value > context.max_value then return 'o' .. #value end
+  return 'v' .. value
+end
+
+-- The WITH fields of one event, as name, value, ... (`numbers`: which are numbers).
+local function with_fields(key, op, options, now)
+  local fields, numbers = {}, {}
+  for _, field in ipairs(options.with_list) do
+    if field == 'ts' then
+      fields[#fields + 1], fields[#fields + 2] = 'ts', string.format('%d', now)
+      numbers.ts = true
+    elseif field == 'db' and context.db then
+      fields[#fields + 1], fields[#fields + 2] = 'db', context.db
+      numbers.db = true
+    elseif field == 'ttl' and TTL_OPS[op] then
+      local deadline = redis.pcall('PEXPIRETIME', key)
+      if type(deadline) == 'number' and deadline > 0 then
+        fields[#fields + 1], fields[#fields + 2] = 'ttl', string.format('%d', deadline)
+        numbers.ttl = true
+      end
+    elseif field == 'value' then
+      local value = event_value(key, op)
+      if value and string.sub(value, 1, 1) == 'v' then
+        fields[#fields + 1], fields[#fields + 2] = 'value', string.sub(value, 2)
+      elseif value then
+        fields[#fields + 1], fields[#fields + 2] = 'value_omitted', string.sub(value, 2)
+        numbers.value_omitted = true
+      end
+    end
+  end
+  return fields, numbers
+end
+
+-- A list event WITH fields: {"key":...,"op":..., then the fields}. A value that is not valid
+-- UTF-8 comes as text (U+FFFD for the bytes that are not) and exactly as base64 in "value64".
+local function json_event(key, op, options, now)
+  local text = event_text(key, op)
+  local fields, numbers = with_fields(key, op, options, now)
+  local parts = { string.sub(text, 1, -2) }
+  for i = 1, #fields, 2 do
+    local name, value = fields[i], fields[i + 1]
+    if numbers[name] then
+      parts[#parts + 1] = ',"' .. name .. '":' .. value
+    else
+      local utf8, valid = utf8_text(value)
+      parts[#parts + 1] = ',"' .. name .. '":"' .. json_escape(utf8) .. '"'
+      if not valid then parts[#parts + 1] = ',"' .. name .. '64":"' .. base64(value) .. '"' end
+    end
+  end
+  parts[#parts + 1] = '}'
+  return table.concat(parts)
+end
+
 -- Events MAXLEN dropped from `list` (statistics: STATS dropped, dropped:<list>).
 local function count_dropped(list, dropped)
   if dropped <= 0 then return end
@@ -852,16 +986,20 @@ local function count_dropped(list, dropped)
   redis.pcall('HINCRBY', STATS, 'dropped:' .. list, dropped)
 end
 
--- A stream target's events: XADD <target> [MAXLEN ~ <n>] * key <key> op <event> each; with a
--- MAXLEN, what the trimming dropped is counted exactly (length before + added - length after).
-local function push_to_stream(list, texts, options)
+-- A stream target's events: XADD <target> [MAXLEN ~ <n>] * key <key> op <event> [WITH fields]
+-- each; with a MAXLEN, what the trimming dropped is counted exactly (length before + added -
+-- length after).
+local function push_to_stream(list, texts, options, now)
   local before = options.maxlen and redis.call('XLEN', list)
   for i = 1, texts.n do
-    if options.maxlen then
-      redis.call('XADD', list, 'MAXLEN', '~', options.maxlen, '*', 'key', texts[i], 'op', texts.ops[i])
-    else
-      redis.call('XADD', list, '*', 'key', texts[i], 'op', texts.ops[i])
+    local key, op = texts[i], texts.ops[i]
+    local args = { list }
+    if options.maxlen then args[2], args[3], args[4] = 'MAXLEN', '~', options.maxlen end
+    args[#args + 1], args[#args + 2], args[#args + 3], args[#args + 4], args[#args + 5] = '*', 'key', key, 'op', op
+    if options.with then
+      for _, field in ipairs((with_fields(key, op, options, now))) do args[#args + 1] = field end
     end
+    redis.call('XADD', unpack(args))
   end
   if before then count_dropped(list, before + texts.n - redis.call('XLEN', list)) end
 end
@@ -876,9 +1014,16 @@ local function push_events(events)
     local list = by_list[n]
     local texts = by_list[list]
     local options = texts.options
+    if options.with then events.now = events.now or now_ms() end
     if options.stream then
-      push_to_stream(list, texts, options)
+      push_to_stream(list, texts, options, events.now)
     else
+      if options.with then
+        -- (Made now: the fields read the keys after the command.)
+        local made = { n = texts.n }
+        for i = 1, texts.n do made[i] = json_event(texts[i], texts.ops[i], options, events.now) end
+        texts = made
+      end
       local length
       if texts.n == 1 then
         length = redis.call('RPUSH', list, texts[1])
@@ -930,15 +1075,33 @@ local function index_key(key, deadline)
   redis.call('HSET', TAGS, key, expiry_tag(key, deadline))
 end
 
+-- (A value copy goes with its entry; pcall: a user who may not write VALUES has made none.)
 local function unindex_key(key)
   redis.call('ZREM', EXPIRY, key)
   redis.call('HDEL', TAGS, key)
+  redis.pcall('HDEL', VALUES, key)
 end
 
 -- Many keys' entries at once (in slices).
 local function unindex_keys(keys)
   pcall_in_slices('ZREM', EXPIRY, keys, 1)
   pcall_in_slices('HDEL', TAGS, keys, 1)
+  pcall_in_slices('HDEL', VALUES, keys, 1)
+end
+
+-- The copy of an indexed key's value, for registrations WITH value: kept true at every write
+-- (a string's value, or only its length above the limit; a key of another type has none).
+local function copy_value(key, lists)
+  if not wants_values(lists) then return end
+  local value = context.written[key]
+  if value == nil then value = redis.pcall('GET', key) end
+  if type(value) ~= 'string' then
+    redis.call('HDEL', VALUES, key)
+  elseif #value > context.max_value then
+    redis.call('HSET', VALUES, key, value_copy(key, 'o' .. #value))
+  else
+    redis.call('HSET', VALUES, key, value_copy(key, 'v' .. value))
+  end
 end
 
 local function made_by_library(key, deadline)
@@ -974,6 +1137,7 @@ local function settle(key, lists, now, deadline, expired_by_redis)
     return pushed, false, false, deadline
   end
   index_key(key, current)
+  copy_value(key, lists)
   return pushed, true, false, deadline
 end
 
@@ -1072,10 +1236,11 @@ end
 
 -- Keeps a key's index entry true after a command that may have changed its TTL or removed it.
 -- A key that is gone was deleted, not expired: its entry is dropped without an event.
-local function sync_index(key, had_entry, surely_exists)
+local function sync_index(key, had_entry, surely_exists, lists)
   local deadline = surely_exists and redis.call('PEXPIRETIME', key) or key_deadline(key)
   if deadline > 0 then
     index_key(key, deadline)
+    copy_value(key, lists)
     local first = redis.call('ZRANGE', EXPIRY, 0, 0)[1]
     if first == key then redis.call('PUBLISH', WAKE, deadline) end
   elseif had_entry ~= false then
@@ -1580,6 +1745,7 @@ local GIVES_TTL = { getex = true, expire = true, pexpire = true, expireat = true
 -- take events is skipped.
 local function arrive_in_other_db(db, key, argv, now, ops)
   redis.call('SELECT', db)
+  context.db = db
   local lists_by_key = verified_lists(argv, CANDIDATES_AT, 2)
   drop_targets({ key, key }, lists_by_key)
   if not lists_by_key[2] then return end
@@ -1590,7 +1756,7 @@ local function arrive_in_other_db(db, key, argv, now, ops)
   local events = new_events()
   for _, op in ipairs(ops) do add_event(events, key, op, usable) end
   push_events(events)
-  sync_index(key)
+  sync_index(key, nil, false, usable)
 end
 
 -- The commands whose reply for "nothing" is a null array, and those whose integer reply may be
@@ -1628,7 +1794,7 @@ local function notifylist_write(keys, argv, allowed)
   if refused then return refused end
   pushed_by_op = {}
   -- (`b`: a blocking command outside MULTI, which says so if it would block: marked `w`.)
-  local protocol, blocking, counter = string.match(argv[CANDIDATES_AT], '^%d+/([23])(b?)/(.+)$')
+  local protocol, blocking, counter = set_context(argv[CANDIDATES_AT])
   -- (Keys read from the command's arguments are fewer than the arguments.)
   local lists_by_key, command_at = verified_lists(argv, CANDIDATES_AT, #keys > 0 and #keys or #argv)
   local args, argc = {}, 0
@@ -1763,8 +1929,12 @@ local function notifylist_write(keys, argv, allowed)
             created(c, 1)
           end
           add_event(events, key, 'set', lists)
-          if set_ttl or name == 'setex' or name == 'psetex' then add_event(events, key, 'expire', lists) end
-          if sync_index(key, indexed[1] or false, true) == -2 then
+          if set_ttl or name == 'setex' or name == 'psetex' then
+            add_event(events, key, 'expire', lists)
+            -- (Its deadline may be past already: the key is gone before its `expired` is made.)
+            context.written[key] = (name == 'setex' or name == 'psetex') and args[4] or args[3]
+          end
+          if sync_index(key, indexed[1] or false, true, lists) == -2 then
             -- A deadline already in the past (SET ... PXAT <past>): Redis drops the key at once.
             add_event(events, key, 'expired', lists)
           end
@@ -1803,7 +1973,7 @@ local function notifylist_write(keys, argv, allowed)
         emit(c, 2, 'new')
         emit(c, 2, 'copy_to')
         push_events(c.events)
-        if lists_by_key[2] then sync_index(keys[2], indexed[2] or false) end
+        if lists_by_key[2] then sync_index(keys[2], indexed[2] or false, false, lists_by_key[2]) end
       end
     end
   else
@@ -1812,7 +1982,7 @@ local function notifylist_write(keys, argv, allowed)
     push_events(c.events)
     local gives_ttl = GIVES_TTL[name]
     for index, key in ipairs(keys) do
-      if lists_by_key[index] and (gives_ttl or indexed[index]) then sync_index(key, indexed[index] or false) end
+      if lists_by_key[index] and (gives_ttl or indexed[index]) then sync_index(key, indexed[index] or false, false, lists_by_key[index]) end
     end
   end
   -- (After MOVE / COPY ... DB in the other database: the proxy takes its counters from every one.)
@@ -1941,6 +2111,7 @@ end
 -- event list held back: its name and the type it holds }.
 local function notifylist_expired(keys, argv)
   if not from_proxy(argv[1]) then return not_from_proxy() end
+  set_context(argv[2])
   local lists_by_key, after = verified_lists(argv, 2, #keys)
   local expired_by_redis = argv[after] == 'expired'
   local lags = nil
@@ -2001,6 +2172,7 @@ end
 -- to the reaper: a forged `evicted` cannot take an expiry's event away). Returns the events pushed.
 local function notifylist_evicted(keys, argv)
   if not from_proxy(argv[1]) then return not_from_proxy() end
+  set_context(argv[2])
   local refused = check_registry_read()
   if refused then return refused end
   local lists_by_key = verified_lists(argv, 2, #keys)
@@ -2083,9 +2255,9 @@ end
 -- NOTIFYLIST.SET's options after the target: EVENTS <event or class> ... (up to the next option
 -- word), TARGET list|stream, MAXLEN <n>; each at most once, in any order. Returns the events
 -- words (nil: no EVENTS) and the options text (target_options), or nil and an error reply.
-local SET_OPTIONS = { events = true, target = true, maxlen = true }
+local SET_OPTIONS = { events = true, target = true, maxlen = true, with = true }
 local function set_options_of(argv, from)
-  local words, stream, maxlen, seen = nil, false, nil, {}
+  local words, stream, maxlen, seen, with = nil, false, nil, {}, nil
   local i = from
   while i <= #argv do
     local option = string.lower(argv[i])
@@ -2099,6 +2271,20 @@ local function set_options_of(argv, from)
         i = i + 1
       end
       if #words == 0 then return nil, redis.error_reply('ERR notifylist: EVENTS needs at least one event name or class') end
+    elseif option == 'with' then
+      with = {}
+      i = i + 1
+      while i <= #argv and not SET_OPTIONS[string.lower(argv[i])] do
+        local field = string.lower(argv[i])
+        local known = false
+        for _, name in ipairs(WITH_FIELDS) do known = known or name == field end
+        if not known then
+          return nil, redis.error_reply("ERR notifylist: unknown WITH field '" .. argv[i] .. "' (WITH takes ts, db, ttl and value)")
+        end
+        with[field] = true
+        i = i + 1
+      end
+      if next(with) == nil then return nil, redis.error_reply('ERR notifylist: WITH needs at least one of ts, db, ttl, value') end
     elseif option == 'target' then
       local kind = argv[i + 1] and string.lower(argv[i + 1])
       if kind ~= 'list' and kind ~= 'stream' then return nil, redis.error_reply('ERR notifylist: TARGET is list or stream') end
@@ -2116,6 +2302,13 @@ local function set_options_of(argv, from)
   local options = {}
   if stream then options[#options + 1] = 'stream' end
   if maxlen then options[#options + 1] = 'maxlen=' .. maxlen end
+  if with then
+    local fields = {}
+    for _, name in ipairs(WITH_FIELDS) do
+      if with[name] then fields[#fields + 1] = name end
+    end
+    options[#options + 1] = 'with=' .. table.concat(fields, ',')
+  end
   return words, table.concat(options, ' ')
 end
 
@@ -2155,8 +2348,8 @@ local function notifylist_set(_, argv)
     if old_list == list then sharing = sharing - 1 end
     if sharing > 0 and current ~= options then
       return redis.error_reply('ERR notifylist: ' .. sharing .. ' other registration(s) point at ' .. list .. ' with '
-        .. (current == '' and 'TARGET list and no MAXLEN' or 'the options ' .. current)
-        .. '; registrations sharing a target must give it the same TARGET and MAXLEN')
+        .. (current == '' and 'TARGET list, no MAXLEN and no WITH' or 'the options ' .. current)
+        .. '; registrations sharing a target must give it the same TARGET, MAXLEN and WITH')
     end
   end
   track_target(old_list, list, options)
@@ -2210,6 +2403,10 @@ local function notifylist_list(_, argv)
       for word in string.gmatch(events, '%S+') do names[#names + 1] = word end
       local options = options_of(filter)
       local entry = { fields[i], list, 'events', names, 'target', options.stream and 'stream' or 'list' }
+      if options.with then
+        entry[#entry + 1] = 'with'
+        entry[#entry + 1] = options.with_list
+      end
       if options.maxlen then
         entry[#entry + 1] = 'maxlen'
         entry[#entry + 1] = options.maxlen

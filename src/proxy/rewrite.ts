@@ -304,7 +304,7 @@ const ADMIN_COMMANDS = new Map<string, string>([
  * be told by its replies (session-drain.ts). */
 const SUBSCRIBE_COMMANDS = new Set(['subscribe', 'psubscribe', 'ssubscribe']);
 const NAMES_BY_LENGTH = new Map<number, string[]>();
-for (const name of [...WRITE_COMMANDS.keys(), ...BLOCKING_COMMANDS.keys(), ...ADMIN_COMMANDS.keys(), ...FLUSH_COMMANDS, ...SUBSCRIBE_COMMANDS, ...TRANSACTION_COMMANDS, 'hello', 'swapdb', 'function']) {
+for (const name of [...WRITE_COMMANDS.keys(), ...BLOCKING_COMMANDS.keys(), ...ADMIN_COMMANDS.keys(), ...FLUSH_COMMANDS, ...SUBSCRIBE_COMMANDS, ...TRANSACTION_COMMANDS, 'hello', 'select', 'swapdb', 'function']) {
   const names = NAMES_BY_LENGTH.get(name.length) ?? [];
   names.push(name);
   NAMES_BY_LENGTH.set(name.length, names);
@@ -353,6 +353,10 @@ export interface SessionState {
   resp3: boolean;
   /** The protocol a HELLO queued in MULTI sets at EXEC (null: none queued). */
   queuedResp3: boolean | null;
+  /** The selected database (SELECT, RESET; queued in MULTI until EXEC), for events WITH db. */
+  db: number;
+  /** The database a SELECT queued in MULTI selects at EXEC (null: none queued). */
+  queuedDb: number | null;
 }
 
 interface CandidateRun {
@@ -398,6 +402,8 @@ export interface ControlHooks {
   secret(): string;
   /** This proxy's counter in the library: write calls name it, so that their events count for it. */
   readonly eventCounter: string;
+  /** --max-value-bytes: the largest value events and expired-value copies carry. */
+  readonly maxValueBytes: number;
   /** Brings the proxy's event counters up to date (NOTIFYLIST.INFO shows them). */
   takeEventCounts(): Promise<void>;
 }
@@ -443,6 +449,10 @@ export class Rewriter {
         if (name === 'exec') candidates.resp3 = candidates.queuedResp3;
         if (name !== 'multi') candidates.queuedResp3 = null;
       }
+      if (candidates.inMulti && candidates.queuedDb !== null) {
+        if (name === 'exec') candidates.db = candidates.queuedDb;
+        if (name !== 'multi') candidates.queuedDb = null;
+      }
       if (candidates.authenticated) candidates.inMulti = name === 'multi';
       return FORWARD;
     }
@@ -452,6 +462,16 @@ export class Rewriter {
       const resp3 = frame.argc < 2 ? null : frame.argIs(1, '3') ? true : frame.argIs(1, '2') ? false : null;
       if (resp3 !== null && candidates.inMulti) candidates.queuedResp3 = resp3;
       else if (resp3 !== null) candidates.resp3 = resp3;
+      return FORWARD;
+    }
+    if (name === 'select') {
+      // (Taken as done when the index is one Redis has and the client is authenticated: README,
+      // known differences, as for HELLO.)
+      const db = frame.argc === 2 && /^\d{1,5}$/.test(frame.argLatin1(1)) ? Number(frame.argLatin1(1)) : -1;
+      if (db >= 0 && db < this.control.databases() && candidates.authenticated) {
+        if (candidates.inMulti) candidates.queuedDb = db;
+        else candidates.db = db;
+      }
       return FORWARD;
     }
     if (name === 'function') {
@@ -540,9 +560,9 @@ export class Rewriter {
     const denyoom = typeof command.denyoom === 'function' ? command.denyoom(frame) : command.denyoom;
     const fn = denyoom ? 'notifylist_write' : 'notifylist_write_allow_oom';
     const tail = frameTail(frame, 0);
-    // `<n>/<protocol>/<counter>`: the client's protocol, and the counter of the events pushed for
-    // this proxy (notifylist_write).
-    const counted = `${triples.length / 3}/${candidates.resp3 ? 3 : 2}${resend ? 'b' : ''}/${this.control.eventCounter}`;
+    // `<n>/<protocol>/<counter>/<db>/<max value bytes>`: the client's protocol, the counter of the
+    // events pushed for this proxy, and what WITH fields need (notifylist.lua: set_context).
+    const counted = `${triples.length / 3}/${candidates.resp3 ? 3 : 2}${resend ? 'b' : ''}/${this.control.eventCounter}/${candidates.db}/${this.control.maxValueBytes}`;
     const made = (): Buffer[] => fcall(fn, keys, [this.control.secret(), counted, ...triples], tail);
     // The call carries the secret, known once the library is loaded (a write pipelined behind the
     // first registration waits for that; the session holds its requests meanwhile anyway).

@@ -111,7 +111,7 @@ export class Session {
     this.framer = new RequestFramer(options.limits);
     // Redis authenticates a new connection at once if the default user needs no password.
     const authenticated = !options.authRequired();
-    this.state = { registry: options.registry.all, authenticated, users: ['default'], subscribed: false, resp3: false, queuedResp3: null, inMulti: false };
+    this.state = { registry: options.registry.all, authenticated, users: ['default'], subscribed: false, resp3: false, queuedResp3: null, inMulti: false, db: 0, queuedDb: null };
     this.counting = !authenticated;
     this.framer.unauthenticated = !authenticated;
     this.watchFirstReply = authenticated && options.initialDb === 0;
@@ -385,6 +385,8 @@ export class Session {
         this.state.resp3 = false; // and goes back to RESP2
         this.state.inMulti = false; // and out of MULTI (a HELLO queued there is dropped)
         this.state.queuedResp3 = null;
+        this.state.db = 0; // and to database 0
+        this.state.queuedDb = null;
         if (this.options.authRequired()) this.unauthenticatedByReset();
       } else if (frame.argLength(0) === 4 || frame.argLength(0) === 5) {
         // AUTH / HELLO ... AUTH of an authenticated client: its reply is not read (hot path), so
