@@ -247,7 +247,7 @@ describe('registration options', () => {
   it('registrations sharing a target must agree on TARGET and MAXLEN; the only one may change them', async () => {
     await client.call('NOTIFYLIST.SET', 'a:*', 'shared', 'TARGET', 'stream');
     await expect(client.call('NOTIFYLIST.SET', 'b:*', 'shared')).rejects.toThrow(
-      'ERR notifylist: 1 other registration(s) point at shared with the options stream; registrations sharing a target must give it the same TARGET and MAXLEN',
+      'ERR notifylist: 1 other registration(s) point at shared with the options stream; registrations sharing a target must give it the same TARGET, MAXLEN and WITH',
     );
     await expect(client.call('NOTIFYLIST.SET', 'b:*', 'shared', 'TARGET', 'stream', 'MAXLEN', '10')).rejects.toThrow(/must give it the same/);
     expect(await client.call('NOTIFYLIST.SET', 'b:*', 'shared', 'TARGET', 'stream')).toBe('OK');

@@ -335,23 +335,23 @@ end
 -- registry value the library made for `pattern`, else nil (no value, or one written by hand). Checked values are remembered (one
 -- lookup next time; bounded).
 local checked_values, checked_count = {}, 0
+-- The field <letter><length>:<text> of `value` at `at` (or `default` if there is none), and what
+-- follows it.
+local function optional_field(value, letter, at, default)
+  local digits = string.match(value, '^' .. letter .. '(%d+):', at)
+  if not digits then return default, at end
+  local from = at + 2 + #digits
+  local text = string.sub(value, from, from + tonumber(digits) - 1)
+  return text, from + #text
+end
+
 local function registration(pattern, value)
   if not value then return nil end
   local known = checked_values[value]
   if known and known.pattern == pattern then return known.list, known.owner, known.filter, known.events, known end
-  local at, events, options = 41, DEFAULT_EVENTS, ''
-  local events_digits = string.match(value, '^e(%d+):', at)
-  if events_digits then
-    at = at + 2 + #events_digits
-    events = string.sub(value, at, at + tonumber(events_digits) - 1)
-    at = at + #events
-  end
-  local options_digits = string.match(value, '^o(%d+):', at)
-  if options_digits then
-    at = at + 2 + #options_digits
-    options = string.sub(value, at, at + tonumber(options_digits) - 1)
-    at = at + #options
-  end
+  local events, at = optional_field(value, 'e', 41, DEFAULT_EVENTS)
+  local options
+  options, at = optional_field(value, 'o', at, '')
   local digits = string.match(value, '^(%d+):', at)
   if not digits then return nil end
   local owner_from = at + #digits + 1

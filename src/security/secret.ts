@@ -53,6 +53,15 @@ export interface StoredRegistration {
 /** A registration's events without EVENTS (notifylist.lua: DEFAULT_EVENTS). */
 export const DEFAULT_EVENTS = 'set expired';
 
+/** The field <letter><length>:<text> of `value` at `at` (or `fallback`), and where what follows starts. */
+function optionalField(value: string, letter: string, at: number, fallback: string): [string, number] {
+  const header = new RegExp(`^${letter}(\\d+):`).exec(value.slice(at, at + 24));
+  if (header === null) return [fallback, at];
+  const from = at + header[0].length;
+  const text = value.slice(from, from + Number(header[1]));
+  return [text, from + text.length];
+}
+
 /**
  * A registry value as the library writes it (notifylist.lua: registry_value):
  * <tag><owner length>:<owner><list>, with EVENTS <tag>e<events length>:<events><owner
@@ -60,21 +69,8 @@ export const DEFAULT_EVENTS = 'set expired';
  * owner. null for anything else (a value written by hand).
  */
 export function decodeRegistration(secret: string, pattern: string, value: string): StoredRegistration | null {
-  let at = 40;
-  let events = DEFAULT_EVENTS;
-  const eventsHeader = /^e(\d+):/.exec(value.slice(at, at + 24));
-  if (eventsHeader !== null) {
-    at += eventsHeader[0].length;
-    events = value.slice(at, at + Number(eventsHeader[1]));
-    at += events.length;
-  }
-  let options = '';
-  const optionsHeader = /^o(\d+):/.exec(value.slice(at, at + 24));
-  if (optionsHeader !== null) {
-    at += optionsHeader[0].length;
-    options = value.slice(at, at + Number(optionsHeader[1]));
-    at += options.length;
-  }
+  const [events, afterEvents] = optionalField(value, 'e', 40, DEFAULT_EVENTS);
+  const [options, at] = optionalField(value, 'o', afterEvents, '');
   const header = /^(\d+):/.exec(value.slice(at, at + 24));
   if (header === null) return null;
   const ownerFrom = at + header[0].length;
