@@ -7,7 +7,9 @@
 // usec_per_call of FCALL (the time inside the function call).
 //
 // Usage: node bench/compare-builds.mjs <other checkout> [label of the other build]
-//   BENCH_ROUNDS (default 5), BENCH_REQUESTS_SCALE (default 1: -n 100000 at -P 1, 400000 at -P 16)
+//   BENCH_ROUNDS (default 5), BENCH_REQUESTS_SCALE (default 1: -n 100000 at -P 1, 400000 at -P 16),
+//   BENCH_OPTIONS: registration options for this checkout's build only (e.g. 'TARGET stream' or
+//   'WITH value ts', against the same checkout given as the other: the cost of those options)
 import path from 'node:path';
 import { existsSync } from 'node:fs';
 import { ROOT, cleanup, cli, cpuSeconds, machineInfo, makeTempDir, median, redisBenchmark, startProxy, startRedis } from './lib.mjs';
@@ -22,17 +24,19 @@ const ROUNDS = Number(process.env.BENCH_ROUNDS ?? '5');
 const SCALE = Number(process.env.BENCH_REQUESTS_SCALE ?? '1');
 const REQUESTS = { 1: Math.round(100000 * SCALE), 16: Math.round(400000 * SCALE) };
 const LIST = 'bench_events';
+const OPTIONS = (process.env.BENCH_OPTIONS ?? '').split(' ').filter(Boolean);
 
-async function build(label, checkout) {
+async function build(label, checkout, options = []) {
   const redis = await startRedis(makeTempDir());
   const proxy = await startProxy(redis.port, { cwd: checkout, cliPath: path.join(checkout, 'dist', 'cli.js') });
-  await cli(proxy.port, 'NOTIFYLIST.SET', 'key:*', LIST);
+  await cli(proxy.port, 'NOTIFYLIST.SET', 'key:*', LIST, ...options);
   return { label, redis, proxy, results: { 1: [], 16: [] }, cpu: { 1: [], 16: [] }, fcall: { 1: [], 16: [] } };
 }
 
 try {
   console.log(`evented SET, two builds; ${machineInfo()}`);
-  const builds = [await build('this checkout', ROOT), await build(otherLabel, path.resolve(other))];
+  const thisLabel = OPTIONS.length > 0 ? `this checkout, ${OPTIONS.join(' ')}` : 'this checkout';
+  const builds = [await build(thisLabel, ROOT, OPTIONS), await build(otherLabel, path.resolve(other))];
   for (const b of builds) await redisBenchmark(b.proxy.port, { requests: 20000, pipeline: 16, tests: 'set' }); // warm-up
   for (let round = 0; round < ROUNDS; round++) {
     const order = round % 2 === 0 ? builds : [...builds].reverse();

@@ -461,12 +461,19 @@ local function verified_lists(argv, first, key_count)
 end
 
 -- Does some list of `lists` carry values (WITH value)?
+-- (Remembered in the lists table under a key no list name can be: the tables are shared by keys.)
+local CARRIES_VALUES = {}
 local function wants_values(lists)
-  for _, list in ipairs(lists or NO_LISTS) do
+  if not lists then return false end
+  local known = lists[CARRIES_VALUES]
+  if known ~= nil then return known end
+  known = false
+  for _, list in ipairs(lists) do
     local with = options_of(lists[list]).with
-    if with and with.value then return true end
+    if with and with.value then known = true end
   end
-  return false
+  if lists ~= NO_LISTS then lists[CARRIES_VALUES] = known end
+  return known
 end
 
 -- Does some list of `lists` take `op`?
@@ -878,18 +885,21 @@ end
 -- SELECT: a function cannot learn it; nil if not known), the largest value an event or a copy
 -- carries (--max-value-bytes), and values written by SET-family commands (key -> value).
 local DEFAULT_MAX_VALUE = 65536
-local context = { db = nil, max_value = DEFAULT_MAX_VALUE, written = {} }
+local NOTHING_WRITTEN = {} -- never modified
+local context = { db = nil, max_value = DEFAULT_MAX_VALUE, written = NOTHING_WRITTEN }
 -- From the candidates count of a call: `<n>[/<protocol>[b]/<counter>[/<db>/<max value bytes>]]`
 -- (older proxies send up to the counter; the reaper's calls have no protocol nor counter).
 -- Returns the protocol, `b` or '', and the counter.
 local function set_context(spec)
-  local protocol, blocking, counter = string.match(spec, '^%d+/([23]?)(b?)/(.+)$')
-  local db, max_value = nil, nil
-  if counter then
-    local named, d, m = string.match(counter, '^([^/]*)/(%d*)/(%d*)$')
-    if named then counter, db, max_value = named ~= '' and named or nil, d ~= '' and d or nil, m end
+  -- (One match for the common form; the context table is reused: this runs on every write.)
+  local protocol, blocking, counter, db, max_value = string.match(spec, '^%d+/([23]?)(b?)/([^/]*)/(%d*)/(%d*)$')
+  if not protocol then
+    protocol, blocking, counter = string.match(spec, '^%d+/([23]?)(b?)/(.+)$')
   end
-  context = { db = db, max_value = tonumber(max_value) or DEFAULT_MAX_VALUE, written = {} }
+  if counter == '' then counter = nil end
+  context.db = db ~= '' and db or nil
+  context.max_value = tonumber(max_value) or DEFAULT_MAX_VALUE
+  context.written = NOTHING_WRITTEN
   if protocol == '' then protocol = nil end
   return protocol, blocking, counter
 end
@@ -1932,6 +1942,7 @@ local function notifylist_write(keys, argv, allowed)
           if set_ttl or name == 'setex' or name == 'psetex' then
             add_event(events, key, 'expire', lists)
             -- (Its deadline may be past already: the key is gone before its `expired` is made.)
+            if context.written == NOTHING_WRITTEN then context.written = {} end
             context.written[key] = (name == 'setex' or name == 'psetex') and args[4] or args[3]
           end
           if sync_index(key, indexed[1] or false, true, lists) == -2 then
