@@ -30,7 +30,7 @@ async function build(label, checkout, options = []) {
   const redis = await startRedis(makeTempDir());
   const proxy = await startProxy(redis.port, { cwd: checkout, cliPath: path.join(checkout, 'dist', 'cli.js') });
   await cli(proxy.port, 'NOTIFYLIST.SET', 'key:*', LIST, ...options);
-  return { label, redis, proxy, results: { 1: [], 16: [] }, cpu: { 1: [], 16: [] }, fcall: { 1: [], 16: [] } };
+  return { label, redis, proxy, stream: options.some((word) => word.toLowerCase() === 'stream'), results: { 1: [], 16: [] }, cpu: { 1: [], 16: [] }, fcall: { 1: [], 16: [] } };
 }
 
 try {
@@ -47,7 +47,7 @@ try {
         const before = cpuSeconds(b.redis.child.process.pid);
         const { rps: { SET: rps } } = await redisBenchmark(b.proxy.port, { requests: REQUESTS[pipeline], pipeline, tests: 'set' });
         const after = cpuSeconds(b.redis.child.process.pid);
-        const events = Number(await cli(b.redis.port, 'LLEN', LIST));
+        const events = Number(await cli(b.redis.port, b.stream ? 'XLEN' : 'LLEN', LIST));
         if (events !== REQUESTS[pipeline]) throw new Error(`${b.label}: ${events} events for ${REQUESTS[pipeline]} SETs`);
         b.results[pipeline].push(rps);
         b.cpu[pipeline].push(((after - before) * 1e6) / REQUESTS[pipeline]);
