@@ -150,6 +150,16 @@ describe('TARGET stream', () => {
     }
   });
 
+  it('two registrations of one key on one stream target with different events: the union, as on a list', async () => {
+    await client.call('NOTIFYLIST.SET', 'u:*', 'union', 'TARGET', 'stream', 'MAXLEN', '100', 'EVENTS', 'set');
+    await client.call('NOTIFYLIST.SET', 'u:1*', 'union', 'TARGET', 'stream', 'MAXLEN', '100', 'EVENTS', 'del');
+    await client.set('u:1', 'v');
+    await client.del('u:1');
+    await client.set('u:2', 'v');
+    await client.del('u:2');
+    expect((await streamEvents('union')).map((e) => `${e.key} ${e.op}`)).toEqual(['u:1 set', 'u:1 del', 'u:2 set']);
+  });
+
   it('a stream target that holds another type refuses the write, before anything is written', async () => {
     await client.call('NOTIFYLIST.SET', 'w:*', 'wrong', 'TARGET', 'stream');
     await direct.rpush('wrong', 'x');

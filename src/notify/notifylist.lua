@@ -395,9 +395,10 @@ local function union(a, b)
   end
   local both = by_b[b]
   if not both then
+    -- (Values copied: a filter's OPTIONS entry is its target's options, not `true`.)
     both = {}
-    for name in pairs(a) do both[name] = true end
-    for name in pairs(b) do both[name] = true end
+    for name, value in pairs(a) do both[name] = value end
+    for name, value in pairs(b) do both[name] = value end
     by_b[b] = both
   end
   return both
