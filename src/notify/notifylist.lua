@@ -816,14 +816,15 @@ local function arrays_of(events, lists, op)
         by_list[#by_list + 1] = list
       end
       arrays[#arrays + 1] = texts
-      if texts.ops then arrays.streams = true end
+      if texts.ops then arrays.records = true end
     end
   end
   by_op[lists] = arrays
   return arrays
 end
 
--- (`text`: the event for lists; streams take the key and op.)
+-- (`text`: the event for a plain list; streams and targets WITH fields take the key and op, their
+-- events are made at push time.)
 local function append_text(arrays, text, key, op)
   for n = 1, #arrays do
     local texts = arrays[n]
@@ -859,7 +860,7 @@ local function add_events(events, keys, lists_by_key, op)
       if lists ~= current then
         current = lists
         arrays = arrays_of(events, lists, op)
-        single = #arrays == 1 and not arrays.streams and arrays[1] or nil
+        single = #arrays == 1 and not arrays.records and arrays[1] or nil
       end
       local text = nil
       if #arrays > 0 then
@@ -923,22 +924,27 @@ end
 local VALUE_OPS = { set = true, setrange = true, incrby = true, incrbyfloat = true, append = true, setbit = true }
 local TTL_OPS = { set = true, expire = true, restore = true, rename_to = true, move_to = true, copy_to = true }
 
--- The value an event carries ('v' .. value, 'o' .. its length when too large, or nil): for
--- `expired` the copy (or the value just written, for a deadline already past), for string
--- writes the key's value now.
-local function event_value(key, op)
+-- A key's value as events and copies hold it: 'v' .. value, or 'o' .. its length when it is
+-- larger than the limit; nil for a key that holds no string. The value just written if known
+-- (the key may already be gone), else the key's now.
+local function value_now(key)
   local value = context.written[key]
-  if op == 'expired' then
-    local stored = stored_copy(key)
-    if stored then return stored end
-  elseif not VALUE_OPS[op] then
-    return nil
-  elseif value == nil then
-    value = redis.pcall('GET', key)
-  end
+  if value == nil then value = redis.pcall('GET', key) end
   if type(value) ~= 'string' then return nil end
   if #value > context.max_value then return 'o' .. #value end
   return 'v' .. value
+end
+
+-- The value an event carries (as value_now): for `expired` the copy (or the value just
+-- written, for a deadline already past), for string writes the key's value now.
+local function event_value(key, op)
+  if op == 'expired' then
+    local stored = stored_copy(key)
+    if stored then return stored end
+    return context.written[key] ~= nil and value_now(key) or nil
+  end
+  if not VALUE_OPS[op] then return nil end
+  return value_now(key)
 end
 
 -- The WITH fields of one event, as name, value, ... (`numbers`: which are numbers).
@@ -1104,15 +1110,8 @@ end
 -- (a string's value, or only its length above the limit; a key of another type has none).
 local function copy_value(key, lists)
   if not wants_values(lists) then return end
-  local value = context.written[key]
-  if value == nil then value = redis.pcall('GET', key) end
-  if type(value) ~= 'string' then
-    redis.call('HDEL', VALUES, key)
-  elseif #value > context.max_value then
-    redis.call('HSET', VALUES, key, value_copy(key, 'o' .. #value))
-  else
-    redis.call('HSET', VALUES, key, value_copy(key, 'v' .. value))
-  end
+  local stored = value_now(key)
+  if stored then redis.call('HSET', VALUES, key, value_copy(key, stored)) else redis.call('HDEL', VALUES, key) end
 end
 
 local function made_by_library(key, deadline)
@@ -2117,7 +2116,8 @@ end
 -- FCALL notifylist_expired <numkeys> <keys...> <secret> <candidates...> [expired] [lags]
 -- Reports keys whose indexed deadline has passed (from the keyevent subscription, which passes
 -- `expired`: Redis published `expired` for these keys, or from the reaper). A key whose event list
--- holds another type (or that the caller may not push to: reported as the type `noperm`) is held back (its entry stays, untouched) until the list is fixed; the other
+-- holds another type (or that the caller may not push to: reported as the type `noperm`) is held
+-- back (its entry stays, untouched) until the list is fixed; the other
 -- keys are reported. Returns { events pushed, entries left unchanged (held back or not yet due on
 -- Redis's clock), [with `lags`: per key reported, ms from its deadline to its event,] then per
 -- event list held back: its name and the type it holds }.
@@ -2264,10 +2264,23 @@ local function check_registration(pattern, refusal, old_list)
   return nil
 end
 
--- NOTIFYLIST.SET's options after the target: EVENTS <event or class> ... (up to the next option
--- word), TARGET list|stream, MAXLEN <n>; each at most once, in any order. Returns the events
+-- NOTIFYLIST.SET's options after the target: EVENTS <event or class> ... and WITH <field> ... (up
+-- to the next option word), TARGET list|stream, MAXLEN <n>; each at most once, in any order. Returns the events
 -- words (nil: no EVENTS) and the options text (target_options), or nil and an error reply.
 local SET_OPTIONS = { events = true, target = true, maxlen = true, with = true }
+local WITH_FIELD_NAMES = { ts = true, db = true, ttl = true, value = true }
+
+-- The words of an EVENTS or WITH option from argv[i] up to the next option word, and the index
+-- after them.
+local function option_words(argv, i)
+  local words = {}
+  while i <= #argv and not SET_OPTIONS[string.lower(argv[i])] do
+    words[#words + 1] = argv[i]
+    i = i + 1
+  end
+  return words, i
+end
+
 local function set_options_of(argv, from)
   local words, stream, maxlen, seen, with = nil, false, nil, {}, nil
   local i = from
@@ -2276,27 +2289,19 @@ local function set_options_of(argv, from)
     if not SET_OPTIONS[option] or seen[option] then return nil, redis.error_reply('ERR syntax error') end
     seen[option] = true
     if option == 'events' then
-      words = {}
-      i = i + 1
-      while i <= #argv and not SET_OPTIONS[string.lower(argv[i])] do
-        words[#words + 1] = argv[i]
-        i = i + 1
-      end
+      words, i = option_words(argv, i + 1)
       if #words == 0 then return nil, redis.error_reply('ERR notifylist: EVENTS needs at least one event name or class') end
     elseif option == 'with' then
+      local fields
+      fields, i = option_words(argv, i + 1)
+      if #fields == 0 then return nil, redis.error_reply('ERR notifylist: WITH needs at least one of ts, db, ttl, value') end
       with = {}
-      i = i + 1
-      while i <= #argv and not SET_OPTIONS[string.lower(argv[i])] do
-        local field = string.lower(argv[i])
-        local known = false
-        for _, name in ipairs(WITH_FIELDS) do known = known or name == field end
-        if not known then
-          return nil, redis.error_reply("ERR notifylist: unknown WITH field '" .. argv[i] .. "' (WITH takes ts, db, ttl and value)")
+      for _, field in ipairs(fields) do
+        if not WITH_FIELD_NAMES[string.lower(field)] then
+          return nil, redis.error_reply("ERR notifylist: unknown WITH field '" .. field .. "' (WITH takes ts, db, ttl and value)")
         end
-        with[field] = true
-        i = i + 1
+        with[string.lower(field)] = true
       end
-      if next(with) == nil then return nil, redis.error_reply('ERR notifylist: WITH needs at least one of ts, db, ttl, value') end
     elseif option == 'target' then
       local kind = argv[i + 1] and string.lower(argv[i + 1])
       if kind ~= 'list' and kind ~= 'stream' then return nil, redis.error_reply('ERR notifylist: TARGET is list or stream') end
@@ -2325,7 +2330,7 @@ local function set_options_of(argv, from)
 end
 
 -- FCALL notifylist_set 0 <secret> <owner> <refusal> <pattern> <target> [EVENTS <event or class> ...]
--- [TARGET list|stream] [MAXLEN <n>]
+-- [TARGET list|stream] [MAXLEN <n>] [WITH <field> ...]
 local function notifylist_set(_, argv)
   if not from_proxy(argv[1]) then return not_from_proxy() end
   if #argv < 5 then return arity_error('notifylist.set') end
@@ -2394,7 +2399,8 @@ end
 
 -- FCALL_RO notifylist_list 0 <secret> [WITHOPTIONS]: pattern, list, ... of this database's
 -- registrations; WITHOPTIONS: one array per registration, { pattern, list, 'events', { names },
--- 'target', 'list'|'stream' [, 'maxlen', n, 'dropped', events MAXLEN dropped from the target] }.
+-- 'target', 'list'|'stream' [, 'with', { fields }] [, 'maxlen', n, 'dropped', events MAXLEN dropped
+-- from the target] }.
 local function notifylist_list(_, argv)
   if not from_proxy(argv[1]) then return not_from_proxy() end
   if #argv > 2 then return arity_error('notifylist.list') end
