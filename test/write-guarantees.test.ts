@@ -277,6 +277,54 @@ describe('large MSET and DEL of registered keys', () => {
   });
 });
 
+describe('the internal rights a write needs are checked before anything is written', () => {
+  // A write that leaves its key without a TTL, to a key without an expiry entry, runs nothing on
+  // the index: it needs only to read the registry, targets and index and to count its events. Any
+  // write that may need more (a TTL, an indexed key, NX/XX reading the key) is refused up front.
+  it('without the index rights a plain SET goes through with its event; SET EX, a SET of an indexed key and SET NX are refused and change nothing', async () => {
+    await client.call('NOTIFYLIST.SET', 'lean:*', 'lean_events');
+    await direct.call('ACL', 'SETUSER', 'leanwriter', 'reset', 'on', '>pw', '+set', '+get', '+fcall', '+hget', '+zscore', '+type', '+rpush', '+hincrby',
+      '~lean:*', '~lean_events', '%R~notifylist:registry', '%R~notifylist:targets', '%R~notifylist:expiry', '~notifylist:stats');
+    const lean = new Redis(proxy.port, { username: 'leanwriter', password: 'pw' });
+    try {
+      expect(await lean.set('lean:1', 'v')).toBe('OK');
+      expect(await lean.set('lean:1', 'w', 'GET')).toBe('v');
+      expect(await events('lean_events')).toEqual([{ key: 'lean:1', op: 'set' }, { key: 'lean:1', op: 'set' }]);
+
+      await expect(lean.set('lean:2', 'v', 'EX', 100)).rejects.toThrow(/^NOPERM notifylist: this user has no permissions to run zrem on notifylist:expiry$/);
+      expect(await direct.exists('lean:2')).toBe(0);
+      await expect(lean.set('lean:2', 'v', 'KEEPTTL')).rejects.toThrow(/^NOPERM notifylist: /);
+      expect(await direct.exists('lean:2')).toBe(0);
+
+      expect(await client.set('lean:3', 'v', 'EX', 100)).toBe('OK'); // indexed
+      await expect(lean.set('lean:3', 'w')).rejects.toThrow(/^NOPERM notifylist: this user has no permissions to run zrem on notifylist:expiry$/);
+      expect(await direct.get('lean:3')).toBe('v');
+      expect(await direct.ttl('lean:3')).toBeGreaterThan(0);
+
+      await expect(lean.set('lean:4', 'v', 'NX')).rejects.toThrow(/^NOPERM notifylist: this user has no permissions to run PEXPIRETIME and OBJECT ENCODING on lean:4$/);
+      expect(await direct.exists('lean:4')).toBe(0);
+      expect(await direct.llen('lean_events')).toBe(3); // the two of lean:1 and the admin's lean:3
+    } finally {
+      lean.disconnect();
+      await direct.call('ACL', 'DELUSER', 'leanwriter');
+    }
+  });
+
+  it('without the right to count events, even a plain SET is refused', async () => {
+    await client.call('NOTIFYLIST.SET', 'lean:*', 'lean_events');
+    await direct.call('ACL', 'SETUSER', 'nocount', 'reset', 'on', '>pw', '+set', '+fcall', '+hget', '+zscore', '+type', '+rpush',
+      '~lean:*', '~lean_events', '%R~notifylist:registry', '%R~notifylist:targets', '%R~notifylist:expiry');
+    const limited = new Redis(proxy.port, { username: 'nocount', password: 'pw' });
+    try {
+      await expect(limited.set('lean:1', 'v')).rejects.toThrow(/^NOPERM notifylist: this user has no permissions to run hincrby on notifylist:stats$/);
+      expect(await direct.exists('lean:1', 'lean_events')).toBe(0);
+    } finally {
+      limited.disconnect();
+      await direct.call('ACL', 'DELUSER', 'nocount');
+    }
+  });
+});
+
 describe('every event is valid JSON whatever the key bytes', () => {
   const strict = new TextDecoder('utf-8', { fatal: true });
   const isUtf8 = (bytes: Buffer): boolean => {

@@ -14,7 +14,8 @@
 --   __PREFIX__tags      hash  key -> tag of its expiry entry (key, deadline)
 --   __PREFIX__stats     hash  events -> number of events pushed; <proxy counter>:<op> -> events
 --                             of that op the writes of one proxy pushed, not yet taken by it
---                             (the proxy adds them to its metrics and takes them back out)
+--                             (the proxy adds them to its metrics and takes them back out; they
+--                             join `events` then: one HINCRBY per write)
 --   __PREFIX__backfill  hash  pattern -> SCAN cursor of its pending backfill
 --   __PREFIX__targets   hash  list -> tagged number of registrations pointing at it and their
 --                             target options (derived from the registry: rebuilt when missing).
@@ -40,7 +41,7 @@
 -- (registration, event-target count, expiry entry, lease) carries a tag made with the secret.
 
 -- Bumped whenever a function's interface or behaviour changes: a proxy never replaces a newer one.
-local LIBRARY_VERSION = 6
+local LIBRARY_VERSION = 7
 
 local PREFIX = '__PREFIX__'
 local REGISTRY = PREFIX .. 'registry'
@@ -335,6 +336,10 @@ end
 -- registry value the library made for `pattern`, else nil (no value, or one written by hand). Checked values are remembered (one
 -- lookup next time; bounded).
 local checked_values, checked_count = {}, 0
+-- The lists table of a key's first list (filter -> list -> table): shared by every call, as most
+-- writes have one candidate; its contents are fixed by (list, filter), and filters are the shared
+-- tables of events_filter. Emptied with checked_values.
+local first_lists = {}
 -- The field <letter><length>:<text> of `value` at `at` (or `default` if there is none), and what
 -- follows it.
 local function optional_field(value, letter, at, default)
@@ -359,7 +364,7 @@ local function registration(pattern, value)
   if owner_to > #value then return nil end
   local owner, list = string.sub(value, owner_from, owner_to), string.sub(value, owner_to + 1)
   if string.sub(value, 1, 40) ~= registration_tag(pattern, list, owner, events, options) then return nil end
-  if checked_count >= 10000 then checked_values, checked_count = {}, 0 end
+  if checked_count >= 10000 then checked_values, checked_count, first_lists = {}, 0, {} end
   local filter = events_filter(events, options)
   known = { pattern = pattern, list = list, owner = owner, filter = filter, events = events, options = options }
   checked_values[value] = known
@@ -404,40 +409,45 @@ local function union(a, b)
   return both
 end
 
+-- `lists` with `list` added under `filter`: one shared table per combination (the rare second
+-- filter for the same list and lists is not shared). `grown`: lists table -> list -> that table.
+local function with(grown, lists, list, filter)
+  local by_list = grown[lists]
+  if not by_list then
+    by_list = {}
+    grown[lists] = by_list
+  end
+  local wanted = lists[list] and union(lists[list], filter) or filter
+  local more = by_list[list]
+  if more and more[list] == wanted then return more end
+  more = {}
+  for n, name in ipairs(lists) do
+    more[n] = name
+    more[name] = lists[name]
+  end
+  if not more[list] then more[#more + 1] = list end
+  more[list] = wanted
+  by_list[list] = by_list[list] or more
+  return more
+end
+
+-- Also returns the refusal of a user who may not read the registry (the read itself tells:
+-- nothing has been read or written yet).
 local function verified_lists(argv, first, key_count)
   local count = tonumber(string.match(argv[first], '^%d+'))
-  local current = {}
+  local current = count > 1 and {} or NO_LISTS -- (read only with one candidate)
   local lists_by_key = {}
-  local grown = {} -- lists table -> list -> that table with the list added (under one filter)
-  -- `lists` with `list` added under `filter`: one shared table per combination (the rare second
-  -- filter for the same list and lists is not shared).
-  local function with(lists, list, filter)
-    local by_list = grown[lists]
-    if not by_list then
-      by_list = {}
-      grown[lists] = by_list
-    end
-    local wanted = lists[list] and union(lists[list], filter) or filter
-    local more = by_list[list]
-    if more and more[list] == wanted then return more end
-    more = {}
-    for n, name in ipairs(lists) do
-      more[n] = name
-      more[name] = lists[name]
-    end
-    if not more[list] then more[#more + 1] = list end
-    more[list] = wanted
-    by_list[list] = by_list[list] or more
-    return more
-  end
+  local grown = nil
   for i = 0, count - 1 do
     local base = first + 1 + 3 * i
     local indexes, pattern, list = argv[base], argv[base + 1], argv[base + 2]
     local registered = current[pattern]
     if registered == nil then
-      local _, _, _, _, known = registered_list(pattern)
+      local value = redis.pcall('HGET', REGISTRY, pattern)
+      if type(value) == 'table' then return {}, first + 1 + 3 * count, no_permission('read ' .. REGISTRY) end
+      local _, _, _, _, known = registration(pattern, value)
       registered = known or false
-      current[pattern] = registered
+      if count > 1 then current[pattern] = registered end
     end
     if registered and registered.list == list then
       local filter = registered.filter
@@ -447,13 +457,23 @@ local function verified_lists(argv, first, key_count)
         from = tonumber(from)
       end
       to = math.min(tonumber(to) or from, key_count)
-      local alone = with(NO_LISTS, list, filter)
+      local by_list = first_lists[filter]
+      if not by_list then
+        by_list = {}
+        first_lists[filter] = by_list
+      end
+      local alone = by_list[list]
+      if not alone then
+        alone = { list, [list] = filter }
+        by_list[list] = alone
+      end
       for key_index = from, to do
         local lists = lists_by_key[key_index]
         if lists == nil then
           lists_by_key[key_index] = alone -- the common case: the key's first list
         elseif lists[list] ~= filter then
-          lists_by_key[key_index] = with(lists, list, filter)
+          grown = grown or {}
+          lists_by_key[key_index] = with(grown, lists, list, filter)
         end
       end
     end
@@ -622,6 +642,11 @@ end
 -- Many keys and few targets: the targets are read once instead of looking up every key.
 local function drop_targets(keys, lists_by_key)
   if next(lists_by_key) == nil then return end
+  if #keys == 1 then
+    local value = redis.pcall('HGET', TARGETS, keys[1])
+    if type(value) == 'string' and target_count(keys[1], value) then lists_by_key[1] = nil end
+    return
+  end
   if #keys > 16 and redis.acl_check_cmd('hlen', TARGETS) and redis.acl_check_cmd('hgetall', TARGETS)
     and redis.call('HLEN', TARGETS) < #keys then
     local targets = {}
@@ -681,8 +706,9 @@ local function other_type(list, options)
 end
 
 -- What the library runs on an event target: refused up front (a NOPERM error), else nil.
-local function target_permission(list, options)
-  local typed = redis.acl_check_cmd('type', list)
+-- (`typed`: TYPE is known to be allowed.)
+local function target_permission(list, options, typed)
+  typed = typed or redis.acl_check_cmd('type', list)
   if options.stream then
     if not typed or not redis.acl_check_cmd('xadd', list, 'MAXLEN', '~', '1', '*', 'k', 'v') or (options.maxlen and not redis.acl_check_cmd('xlen', list)) then
       return no_permission('XADD to the event stream ' .. list)
@@ -696,8 +722,14 @@ local function target_permission(list, options)
 end
 
 -- An event target's type: nil if it can take events, else the type it holds (or a NOPERM error).
+-- (TYPE's own refusal stands for its permission check.)
 local function list_problem(list, options)
-  return target_permission(list, options) or other_type(list, options)
+  local kind = redis.pcall('TYPE', list)['ok']
+  if not kind then return target_permission(list, options) end
+  local refused = target_permission(list, options, true)
+  if refused then return refused end
+  if kind ~= 'none' and kind ~= (options.stream and 'stream' or 'list') then return kind end
+  return nil
 end
 
 -- The lists (with their filters) of a lists table that can take events now: after the write,
@@ -715,9 +747,10 @@ end
 
 -- Writes whose events the library knows (REDIS-FACTS.md): each fires `set` per written key.
 local SET_FAMILY = { set = true, setnx = true, setex = true, psetex = true, getset = true, mset = true, msetnx = true }
--- Commands after which the library reads nothing of the written keys (the outcome is known:
--- MSET leaves no TTL, DEL removes the key).
-local NO_READS_AFTER = { mset = true, del = true, unlink = true }
+-- Writes that leave their keys without a deadline when they write (MSET leaves no TTL, DEL removes
+-- the key; SET without EX, PX, EXAT, PXAT or KEEPTTL: see set_options): the library reads nothing
+-- of the written keys after them, and a key without an index entry needs nothing of the index.
+local UNTIMED = { setnx = true, getset = true, mset = true, msetnx = true, del = true, unlink = true }
 -- Multi-key commands whose written keys stay lists or go: one of them may be an event list of
 -- another (every other command writing an event list of one of its keys is refused: it could
 -- change the list's type before the events are pushed).
@@ -728,11 +761,18 @@ local LIST_SAFE = { rpoplpush = true, lmove = true, lmpop = true, del = true, un
 -- list that holds another type (or that the command itself would overwrite before its events are
 -- pushed), or an ACL user who may not run one of the commands the library runs for a matching key
 -- (its own redis.call would otherwise abort with a script error).
-local function check_targets(keys, lists_by_key, name)
+-- `reads_after`: the library reads the written keys after the command. `index_free`: it runs
+-- nothing on the index for this call (one key, untimed, without an entry: see UNTIMED), so only
+-- counting the events is checked of the internal rights.
+local function check_targets(keys, lists_by_key, name, reads_after, index_free)
   if next(lists_by_key) == nil then return nil end
-  local refused = check_internal_access()
+  local refused = nil
+  if not index_free then
+    refused = check_internal_access()
+  elseif not redis.acl_check_cmd('hincrby', STATS, 'events', '1') then
+    refused = no_permission('run hincrby on ' .. STATS)
+  end
   if refused then return refused end
-  local reads_after = not NO_READS_AFTER[name]
   local lists_seen, tables_seen = {}, {}
   for index, lists in pairs(lists_by_key) do
     if reads_after then
@@ -752,6 +792,7 @@ local function check_targets(keys, lists_by_key, name)
           local options = options_of(lists[list])
           local problem = list_problem(list, options)
           if type(problem) == 'table' then return problem end
+          if options.with and index_free and not redis.acl_check_cmd('time') then return no_permission('run time') end
           if problem then
             return redis.error_reply('WRONGTYPE notifylist: the event ' .. (options.stream and 'stream ' or 'list ') .. list
               .. ' holds a ' .. problem .. ', not a ' .. (options.stream and 'stream' or 'list'))
@@ -888,22 +929,28 @@ end
 -- carries (--max-value-bytes), and values written by SET-family commands (key -> value).
 local DEFAULT_MAX_VALUE = 65536
 local NOTHING_WRITTEN = {} -- never modified
-local context = { db = nil, max_value = DEFAULT_MAX_VALUE, written = NOTHING_WRITTEN }
+-- `counter`: the calling proxy's (see push_events).
+local context = { db = nil, max_value = DEFAULT_MAX_VALUE, written = NOTHING_WRITTEN, counter = nil }
 -- From the candidates count of a call: `<n>[/<protocol>[b]/<counter>[/<db>/<max value bytes>]]`
 -- (older proxies send up to the counter; the reaper's calls have no protocol nor counter).
--- Returns the protocol, `b` or '', and the counter.
+-- Returns the protocol, `b` or '', and the counter. (The spec of the last call is remembered: a
+-- proxy's writes send the same one.)
 local function set_context(spec)
-  -- (One match for the common form; the context table is reused: this runs on every write.)
-  local protocol, blocking, counter, db, max_value = string.match(spec, '^%d+/([23]?)(b?)/([^/]*)/(%d*)/(%d*)$')
-  if not protocol then
-    protocol, blocking, counter = string.match(spec, '^%d+/([23]?)(b?)/(.+)$')
+  local parsed = context.parsed
+  if spec ~= context.spec then
+    local protocol, blocking, counter, db, max_value = string.match(spec, '^%d+/([23]?)(b?)/([^/]*)/(%d*)/(%d*)$')
+    if not protocol then
+      protocol, blocking, counter = string.match(spec, '^%d+/([23]?)(b?)/(.+)$')
+    end
+    parsed = { protocol = protocol ~= '' and protocol or nil, blocking = blocking, counter = counter ~= '' and counter or nil,
+      db = db ~= '' and db or nil, max_value = tonumber(max_value) or DEFAULT_MAX_VALUE }
+    context.spec, context.parsed = spec, parsed
   end
-  if counter == '' then counter = nil end
-  context.db = db ~= '' and db or nil
-  context.max_value = tonumber(max_value) or DEFAULT_MAX_VALUE
+  context.db = parsed.db
+  context.max_value = parsed.max_value
   context.written = NOTHING_WRITTEN
-  if protocol == '' then protocol = nil end
-  return protocol, blocking, counter
+  context.counter = parsed.counter
+  return parsed.protocol, parsed.blocking, parsed.counter
 end
 
 -- Copies of values (VALUES): <tag over (key, stored)><stored>, stored = 'v' .. value, or 'o' ..
@@ -1054,9 +1101,19 @@ local function push_events(events)
       end
     end
   end
-  redis.pcall('HINCRBY', STATS, 'events', events.count)
+  -- A proxy's writes count their events for it alone (count_pushed): they join `events` when
+  -- it takes them (notifylist_take_counts), one HINCRBY per write instead of two.
+  if not context.counter then redis.pcall('HINCRBY', STATS, 'events', events.count) end
   for op, n in pairs(events.ops) do pushed_by_op[op] = (pushed_by_op[op] or 0) + n end
   return events.count
+end
+
+-- The events a proxy's write pushed in the selected database, counted for the proxy.
+local function count_pushed()
+  if context.counter then
+    for op, n in pairs(pushed_by_op) do redis.pcall('HINCRBY', STATS, context.counter .. ':' .. op, n) end
+  end
+  for op in pairs(pushed_by_op) do pushed_by_op[op] = nil end
 end
 
 local function push_event(key, op, lists)
@@ -1155,17 +1212,20 @@ end
 -- equal to "NX" is never at an option position that matters: with a conflicting or misplaced
 -- option Redis answers a syntax error.)
 local SET_TTL_OPTIONS = { ex = true, px = true, exat = true, pxat = true }
+-- Also whether it keeps the key's TTL (KEEPTTL): with neither, the key has no deadline after it.
 local function set_options(args)
-  local condition, ttl = nil, false
+  local condition, ttl, keep = nil, false, false
   for i = 4, #args do
     local option = string.lower(args[i])
     if option == 'nx' or option == 'xx' then
       condition = option
     elseif SET_TTL_OPTIONS[option] then
       ttl = true
+    elseif option == 'keepttl' then
+      keep = true
     end
   end
-  return condition, ttl
+  return condition, ttl, keep
 end
 
 -- Blocking commands Redis refuses in scripts, run as their non-blocking forms (a function cannot
@@ -1754,6 +1814,7 @@ local GIVES_TTL = { getex = true, expire = true, pexpire = true, expireat = true
 -- the other database. Runs after the write, so it cannot refuse: an event list there that cannot
 -- take events is skipped.
 local function arrive_in_other_db(db, key, argv, now, ops)
+  count_pushed() -- (those of this database, in it)
   redis.call('SELECT', db)
   context.db = db
   local lists_by_key = verified_lists(argv, CANDIDATES_AT, 2)
@@ -1800,13 +1861,12 @@ end
 -- Every check comes before the first write; nothing after the command can fail.
 local function notifylist_write(keys, argv, allowed)
   if not from_proxy(argv[1]) then return not_from_proxy() end
-  local refused = check_registry_read()
-  if refused then return refused end
-  pushed_by_op = {}
+  for op in pairs(pushed_by_op) do pushed_by_op[op] = nil end
   -- (`b`: a blocking command outside MULTI, which says so if it would block: marked `w`.)
   local protocol, blocking, counter = set_context(argv[CANDIDATES_AT])
   -- (Keys read from the command's arguments are fewer than the arguments.)
-  local lists_by_key, command_at = verified_lists(argv, CANDIDATES_AT, #keys > 0 and #keys or #argv)
+  local lists_by_key, command_at, refused = verified_lists(argv, CANDIDATES_AT, #keys > 0 and #keys or #argv)
+  if refused then return refused end
   local args, argc = {}, 0
   for i = command_at, #argv do
     argc = argc + 1
@@ -1828,9 +1888,22 @@ local function notifylist_write(keys, argv, allowed)
   end
   drop_targets(keys, lists_by_key)
 
-  refused = check_targets(keys, lists_by_key, name)
+  local condition, set_ttl, keep_ttl = nil, false, false
+  if name == 'set' and lists_by_key[1] then condition, set_ttl, keep_ttl = set_options(args) end
+  local untimed = UNTIMED[name] or (name == 'set' and not set_ttl and not keep_ttl)
+  -- One key's entry first (its ZSCORE's own refusal is the check): without one, an untimed write
+  -- needs nothing of the index (check_targets: index_free).
+  local entries, index_free = nil, false
+  if #keys == 1 and lists_by_key[1] then
+    local score = redis.pcall('ZSCORE', EXPIRY, keys[1])
+    if type(score) == 'table' then return no_permission('run zscore on ' .. EXPIRY) end
+    entries = { tonumber(score) }
+    index_free = untimed and score == false
+  end
+  local reads_after = not untimed
+  refused = check_targets(keys, lists_by_key, name, reads_after, index_free)
   if refused then return refused end
-  local entries = index_entries(keys, lists_by_key)
+  entries = entries or index_entries(keys, lists_by_key)
   local is_del = name == 'del' or name == 'unlink'
   -- What must be read of the keys before the command: whether they exist, for `new` and the
   -- models that need it (DEL: only for `del`).
@@ -1842,8 +1915,8 @@ local function notifylist_write(keys, argv, allowed)
       reading[index] = true
     end
   end
-  if NO_READS_AFTER[name] then
-    -- Settling and `existed` read the keys.
+  if not reads_after then
+    -- Settling, `existed` and SET NX / XX read the keys.
     for index in pairs(entries) do
       refused = check_key_reads(keys[index])
       if refused then return refused end
@@ -1852,21 +1925,23 @@ local function notifylist_write(keys, argv, allowed)
       refused = check_key_reads(keys[index])
       if refused then return refused end
     end
+    if condition then
+      refused = check_key_reads(keys[1])
+      if refused then return refused end
+    end
   end
 
-  local condition, set_ttl, before_exists = nil, false, nil
-  if name == 'set' and lists_by_key[1] then
-    condition, set_ttl = set_options(args)
-    if condition then before_exists = key_exists(keys[1]) end
-  end
+  local before_exists = nil
+  if condition then before_exists = key_exists(keys[1]) end
   local other_db = (name == 'move' and args[3]) or (name == 'copy' and copy_target_db(args)) or nil
   if other_db and not redis.acl_check_cmd('select', other_db) then
     return no_permission('SELECT ' .. other_db)
   end
 
   -- Settle first: an indexed incarnation that has already expired is reported before the write.
-  local indexed = {}
+  local indexed = NO_LISTS
   if next(entries) ~= nil then
+    indexed = {}
     local now = now_ms()
     for index, deadline in pairs(entries) do
       local _, remains = settle(keys[index], lists_by_key[index], now, deadline)
@@ -1898,9 +1973,9 @@ local function notifylist_write(keys, argv, allowed)
 
   -- In the client's protocol, whose replies differ in shape (ZPOPMIN with a count, XREADGROUP's map,
   -- doubles): RESP2's null is false, which a RESP2 client then gets as a null; RESP3's stays nil.
-  redis.setresp(protocol == '3' and 3 or 2)
+  if protocol == '3' then redis.setresp(3) end
   local reply = run_command(name, args)
-  redis.setresp(2)
+  if protocol == '3' then redis.setresp(2) end
   local client_reply = reply
   if blocking == 'b' and (reply == nil or reply == false) then
     client_reply = marked('w') -- (nothing happened: no events either)
@@ -1945,13 +2020,15 @@ local function notifylist_write(keys, argv, allowed)
             if context.written == NOTHING_WRITTEN then context.written = {} end
             context.written[key] = (name == 'setex' or name == 'psetex') and args[4] or args[3]
           end
-          if sync_index(key, indexed[1] or false, true, lists) == -2 then
+          if untimed then
+            if indexed[1] then unindex_key(key) end -- (it leaves the key without a deadline)
+          elseif sync_index(key, indexed[1] or false, true, lists) == -2 then
             -- A deadline already in the past (SET ... PXAT <past>): Redis drops the key at once.
             add_event(events, key, 'expired', lists)
           end
         end
       end
-      unindex_keys(unindexed)
+      if #unindexed > 0 then unindex_keys(unindexed) end
       push_events(events)
     end
   elseif is_del then
@@ -1965,7 +2042,7 @@ local function notifylist_write(keys, argv, allowed)
         existed[key] = false -- DEL k k deletes it once
       end
     end
-    unindex_keys(unindexed)
+    if #unindexed > 0 then unindex_keys(unindexed) end
     push_events(c.events)
   elseif name == 'move' then
     if reply == 1 then
@@ -1997,9 +2074,7 @@ local function notifylist_write(keys, argv, allowed)
     end
   end
   -- (After MOVE / COPY ... DB in the other database: the proxy takes its counters from every one.)
-  if counter then
-    for op, n in pairs(pushed_by_op) do redis.pcall('HINCRBY', STATS, counter .. ':' .. op, n) end
-  end
+  count_pushed()
   return client_reply
 end
 
@@ -2098,7 +2173,14 @@ local function notifylist_info(_, argv)
     redis.call('SELECT', db)
     local registrations = redis.call('HLEN', REGISTRY)
     local indexed = redis.call('ZCARD', EXPIRY)
-    local events = tonumber(redis.call('HGET', STATS, 'events')) or 0
+    -- Events pushed here: `events`, and those a proxy has not taken yet (its counter's fields;
+    -- the others are `dropped` and `dropped:<target>`).
+    local events = 0
+    local fields = redis.call('HGETALL', STATS)
+    for i = 1, #fields, 2 do
+      local field = fields[i]
+      if field == 'events' or (string.find(field, ':', 1, true) and not starts_with(field, 'dropped:')) then events = events + (tonumber(fields[i + 1]) or 0) end
+    end
     local dropped = tonumber(redis.call('HGET', STATS, 'dropped')) or 0
     if db == 0 then
       local holder = lease_holder(redis.call('GET', PREFIX .. 'reaper'), now)
@@ -2510,7 +2592,14 @@ local function notifylist_take_counts(_, argv)
         taken[#taken + 1] = fields[i]
       end
     end
-    if #taken > 0 then redis.call('HDEL', STATS, unpack(taken)) end
+    if #taken > 0 then
+      local sum = 0
+      for i = 2, #fields, 2 do
+        if starts_with(fields[i - 1], prefix) then sum = sum + tonumber(fields[i]) end
+      end
+      redis.call('HDEL', STATS, unpack(taken))
+      redis.call('HINCRBY', STATS, 'events', sum)
+    end
   end
   local reply = {}
   for _, op in ipairs(ops) do
@@ -2531,12 +2620,17 @@ local function notifylist_deployment()
   return SECRET_HASH
 end
 
+-- (The proxy's counter is for its writes only.)
 local function write_denyoom(keys, argv)
-  return notifylist_write(keys, argv, DENYOOM_WRITES)
+  local reply = notifylist_write(keys, argv, DENYOOM_WRITES)
+  context.counter = nil
+  return reply
 end
 
 local function write_others(keys, argv)
-  return notifylist_write(keys, argv, OTHER_WRITES)
+  local reply = notifylist_write(keys, argv, OTHER_WRITES)
+  context.counter = nil
+  return reply
 end
 
 -- Redis refuses some commands above maxmemory (denyoom: SET, COPY, RESTORE, ...) and not others
