@@ -35,7 +35,7 @@ try {
     let rps;
     if (COMMAND) {
       const started = Date.now();
-      run('redis-benchmark', ['-p', String(proxy.port), '-c', '50', '-n', String(REQUESTS), '-P', String(PIPELINE), '-r', '100000', '-q', ...COMMAND.split(' ')], { timeoutMs: 600_000 });
+      await run('redis-benchmark', ['-p', String(proxy.port), '-c', '50', '-n', String(REQUESTS), '-P', String(PIPELINE), '-r', '100000', '-q', ...COMMAND.split(' ')], { timeoutMs: 600_000 });
       rps = REQUESTS / ((Date.now() - started) / 1000);
     } else {
       rps = (await redisBenchmark(proxy.port, { requests: REQUESTS, pipeline: PIPELINE, tests: 'set' })).rps.SET;

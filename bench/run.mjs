@@ -1,8 +1,8 @@
 // Side-by-side throughput benchmark, in one run, with redis-benchmark:
-//   direct Redis | the proxy (no registrations) | the proxy with a registration matching every key
-//   (every SET emits an event) | the proxy with --workers 2 (once that flag exists) | a bare Node
-//   socket pipe (scripts/socket-pipe.mjs) | twemproxy (nutcracker), when installed;
-//   with 50 and with 1,000 clients.
+//   direct Redis | the proxy (no registrations) | the proxy with 100,000 general patterns no key
+//   matches | the proxy with a registration matching every key (every SET emits an event), with the
+//   default events and WITH value ts | the proxy with --workers 2 | a bare Node socket pipe
+//   (scripts/socket-pipe.mjs) | twemproxy (nutcracker), when installed; with 50 and 1,000 clients.
 // Interleaved rounds (the target order rotates each round); median over rounds; ratios to direct.
 // Also the CPU time per request of the process in the middle (the proxy, the pipe, twemproxy;
 // direct: redis-server itself), from /proc/<pid>/stat utime+stime around each run, divided by
@@ -15,6 +15,8 @@
 //
 // Usage: npm run bench   (builds dist/ first), or `node bench/run.mjs` after `npm run build`.
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { tag } from '../dist/security/secret.js';
+import { encodeCommand } from '../dist/resp/encode.js';
 import path from 'node:path';
 import { DEFAULTS } from '../dist/config.js';
 import { RELOAD_MESSAGE } from '../dist/notify/changes.js';
@@ -89,9 +91,9 @@ async function main() {
   // Registrations are stored in Redis and shared by every proxy in front of it, so the
   // 'proxy + events' target registers before its runs and unregisters after them; every run of
   // every target checks the event list (expected: one event per SET for 'proxy + events', else 0).
-  const registerEvents = async () => {
-    const reply = await cli(proxy.port, 'NOTIFYLIST.SET', PATTERN, EVENTS_LIST);
-    if (reply !== 'OK') throw new Error(`NOTIFYLIST.SET ${PATTERN} ${EVENTS_LIST} through the proxy replied: ${reply}`);
+  const registerEvents = (options = []) => async () => {
+    const reply = await cli(proxy.port, 'NOTIFYLIST.SET', PATTERN, EVENTS_LIST, ...options);
+    if (reply !== 'OK') throw new Error(`NOTIFYLIST.SET ${PATTERN} ${EVENTS_LIST} ${options.join(' ')} through the proxy replied: ${reply}`);
     await waitForRegistration(true);
   };
   const unregisterEvents = async () => {
@@ -112,30 +114,43 @@ async function main() {
     }
   };
 
-  // 'proxy + 10k registrations': registrations present that the benchmark keys do not match:
-  // 5,000 literal, 4,990 prefix and 10 general patterns (the general ones, with no literal prefix,
-  // are tested against every key). Written straight into the registry hash, then announced.
-  const registryArgs = [];
-  for (let i = 0; i < 5000; i++) registryArgs.push(`other:${i}`, 'other_events');
-  for (let i = 0; i < 4990; i++) registryArgs.push(`other:${i}:*`, 'other_events');
-  for (let i = 0; i < 10; i++) registryArgs.push(`*:never${i}:[ab]?`, 'other_events');
+  // 'proxy + 100k general patterns': registrations no benchmark key matches, each with a literal
+  // run of 3 or more bytes but no literal prefix the keys share (40,000 `*:obj<i>:*`, 30,000
+  // `user:*:session<i>`, 30,000 `*suffix<i>`): matching runs on every SET, nothing is rewritten.
+  // Written straight into the registry hash as the library writes them (tagged: the proxy ignores
+  // anything else), through redis-cli --pipe, then announced.
+  const generalPatterns = [
+    ...Array.from({ length: 40000 }, (_, i) => `*:obj${i}:*`),
+    ...Array.from({ length: 30000 }, (_, i) => `user:*:session${i}`),
+    ...Array.from({ length: 30000 }, (_, i) => `*suffix${i}`),
+  ];
   const registerMany = async () => {
-    await cli(redis.port, 'HSET', NAMES.registry, ...registryArgs);
+    const secret = await cli(redis.port, 'GET', NAMES.secret);
+    const owner = 'default';
+    const value = (pattern) => `${tag(secret, 'registration', pattern, 'other_events', owner)}${owner.length}:${owner}other_events`;
+    const commands = [];
+    for (let i = 0; i < generalPatterns.length; i += 1000) {
+      commands.push(encodeCommand(['HSET', NAMES.registry, ...generalPatterns.slice(i, i + 1000).flatMap((p) => [p, value(p)])]));
+    }
+    const piped = spawnSync('redis-cli', ['-p', String(redis.port), '--pipe'], { input: Buffer.concat(commands), encoding: 'utf8' });
+    if (piped.status !== 0) throw new Error(`redis-cli --pipe: ${piped.stderr}`);
     await cli(redis.port, 'PUBLISH', NAMES.changes, RELOAD_MESSAGE);
-    await sleep(500);
+    await sleep(2000);
   };
   const unregisterMany = async () => {
     await cli(redis.port, 'DEL', NAMES.registry);
     await cli(redis.port, 'PUBLISH', NAMES.changes, RELOAD_MESSAGE);
-    await sleep(500);
+    await sleep(1000);
   };
 
   // cpuPid: whose CPU time per request is reported (with --workers, the primary only: see the notes).
   const targets = [
     { name: 'direct', port: redis.port, cpuPid: redis.child.process.pid },
     { name: 'proxy', port: proxy.port, cpuPid: proxy.child.process.pid },
-    { name: 'proxy + 10k registrations', port: proxy.port, before: registerMany, after: unregisterMany },
-    { name: 'proxy + events', port: proxy.port, events: true, before: registerEvents, after: unregisterEvents },
+    { name: 'proxy + 100k general patterns', port: proxy.port, before: registerMany, after: unregisterMany },
+    // (Evented: SET only, and the CPU time is redis-server's: Redis's time per evented write.)
+    { name: 'proxy + events', port: proxy.port, cpuPid: redis.child.process.pid, tests: ['SET'], events: true, before: registerEvents(), after: unregisterEvents },
+    { name: 'proxy + events WITH value ts', port: proxy.port, cpuPid: redis.child.process.pid, tests: ['SET'], events: true, before: registerEvents(['WITH', 'value', 'ts']), after: unregisterEvents },
   ];
   if (workers) targets.push({ name: 'proxy --workers 2', port: workers.port });
   targets.push({ name: 'bare Node pipe', port: pipe.port, cpuPid: pipe.child.process.pid });
@@ -153,21 +168,22 @@ async function main() {
         const requests = requestsOf(pipeline);
         await cli(redis.port, 'DEL', EVENTS_LIST);
         const cpuBefore = target.cpuPid ? cpuSeconds(target.cpuPid) : null;
-        const { rps, seconds } = await redisBenchmark(target.port, { clients, requests, pipeline, keyspace: KEYSPACE });
+        const tests = target.tests ?? TESTS;
+        const { rps, seconds } = await redisBenchmark(target.port, { clients, requests, pipeline, keyspace: KEYSPACE, tests: tests.join(',').toLowerCase() });
         const cpuAfter = target.cpuPid ? cpuSeconds(target.cpuPid) : null;
         // SET and GET: requests each.
-        const cpuUs = cpuBefore === null || cpuAfter === null ? null : ((cpuAfter - cpuBefore) * 1e6) / (requests * TESTS.length);
+        const cpuUs = cpuBefore === null || cpuAfter === null ? null : ((cpuAfter - cpuBefore) * 1e6) / (requests * tests.length);
         const events = Number(await cli(redis.port, 'LLEN', EVENTS_LIST));
         await cli(redis.port, 'DEL', EVENTS_LIST);
         const expected = target.events ? requests : 0; // one SET per request of the SET test
         const ok = events === expected;
         if (record) {
-          for (const test of TESTS) results[target.name][test][key].push(rps[test]);
+          for (const test of tests) results[target.name][test][key].push(rps[test]);
           if (cpuUs !== null) cpu[target.name][key].push(cpuUs);
           eventChecks.push({ round, target: target.name, pipeline: `${pipeline} -c ${clients}`, expected, events });
         }
         log(`  ${record ? `round ${round}` : 'warm-up'} ${target.name.padEnd(26)} -c ${String(clients).padEnd(4)} -P ${String(pipeline).padEnd(2)} `
-          + TESTS.map((t) => `${t} ${Math.round(rps[t]).toString().padStart(7)} rps`).join(', ')
+          + tests.map((t) => `${t} ${Math.round(rps[t]).toString().padStart(7)} rps`).join(', ')
           + `${cpuUs === null ? '' : `, ${cpuUs.toFixed(1)} µs CPU/request`}  (${seconds.toFixed(1)} s; events ${events}/${expected}${ok ? '' : ' MISMATCH'})`);
       }
     } finally {
@@ -191,7 +207,7 @@ async function main() {
   }
 
   // Table of medians.
-  const columns = ['direct', 'proxy', 'proxy + 10k registrations', 'proxy + events', 'proxy --workers 2', 'bare Node pipe', 'twemproxy'];
+  const columns = ['direct', 'proxy', 'proxy + 100k general patterns', 'proxy + events', 'proxy + events WITH value ts', 'proxy --workers 2', 'bare Node pipe', 'twemproxy'];
   const header = `| test | -c | -P | ${columns.map((c) => (c === 'direct' ? 'direct rps' : c)).join(' | ')} |`;
   const rows = [header, `|---|---|---|${columns.map(() => '---:').join('|')}|`];
   for (const { clients, pipeline, key } of RUNS) {
@@ -199,6 +215,7 @@ async function main() {
       const direct = median(results.direct[test][key]);
       const cells = columns.map((name) => {
         if (!results[name]) return 'n/a';
+        if (results[name][test][key].length === 0) return '-';
         const value = median(results[name][test][key]);
         return name === 'direct' ? `${Math.round(value)}` : `${Math.round(value)} (${(value / direct).toFixed(2)}x)`;
       });
@@ -207,7 +224,7 @@ async function main() {
   }
   const table = rows.join('\n');
   // CPU time per request (SET and GET together) of the process in the middle.
-  const cpuColumns = targets.filter((t) => t.cpuPid && t.name !== 'proxy + 10k registrations').map((t) => t.name);
+  const cpuColumns = targets.filter((t) => t.cpuPid).map((t) => t.name);
   const cpuRows = [`| -c | -P | ${cpuColumns.map((c) => (c === 'direct' ? 'redis-server (direct)' : c)).join(' | ')} |`, `|---|---|${cpuColumns.map(() => '---:').join('|')}|`];
   for (const { clients, pipeline, key } of RUNS) {
     cpuRows.push(`| ${clients} | ${pipeline} | ${cpuColumns.map((name) => (cpu[name][key].length ? `${median(cpu[name][key]).toFixed(1)} µs` : 'n/a')).join(' | ')} |`);
@@ -236,7 +253,8 @@ async function main() {
     `- redis-benchmark -c ${CLIENT_COUNTS.join(' and -c ')} -r ${KEYSPACE} -t set,get -q --csv; -P 1 with -n ${requestsFor(1)}, -P 16 with -n ${requestsFor(16)}.`,
     `- CPU time per request: utime+stime (/proc/<pid>/stat) of the process in the middle around each run, over the run's SET and GET requests (connection set-up included); direct: redis-server's own.`,
     workers ? '- proxy --workers 2: its CPU time is not in the second table (the workers are other processes).' : '- proxy --workers 2: skipped, the CLI has no --workers flag yet.',
-    `- 'proxy + 10k registrations': 5,000 literal, 4,990 prefix and 10 general patterns that no benchmark key matches (matching runs on every SET, nothing is rewritten).`,
+    `- 'proxy + 100k general patterns': 40,000 \`*:obj<i>:*\`, 30,000 \`user:*:session<i>\` and 30,000 \`*suffix<i>\` registered, none matching a benchmark key (matching runs on every SET, nothing is rewritten).`,
+    `- 'proxy + events' and 'proxy + events WITH value ts': SET only; their CPU time per request is redis-server's (Redis's time per evented write), the others' that of the process in the middle.`,
     `- 'proxy + events': registration \`NOTIFYLIST.SET ${PATTERN} ${EVENTS_LIST}\` (every SET is rewritten to FCALL and appends an event); the list is deleted between runs.`,
     `- ${eventsSummary}`,
     twem ? '- twemproxy: one pool, one server connection (`servers: - 127.0.0.1:<redis>:1`), preconnect, no auto eject; it multiplexes all clients onto that connection.'
