@@ -1068,9 +1068,37 @@ local function push_to_stream(list, texts, options, now)
   if before then count_dropped(list, before + texts.n - redis.call('XLEN', list)) end
 end
 
--- Pushes the events (every list was checked to take them); the counter is only statistics.
--- Once per events table. A list with a MAXLEN keeps its newest events (LTRIM), counting those
--- it drops.
+-- Pushes events to a list target: `texts` (an array with its count in `n`, or one text). A list
+-- with a MAXLEN keeps its newest events (LTRIM), counting those it drops.
+local function push_to_list(list, texts, options)
+  local length
+  if type(texts) == 'string' then
+    length = redis.call('RPUSH', list, texts)
+  elseif texts.n == 1 then
+    length = redis.call('RPUSH', list, texts[1])
+  else
+    local replies = pcall_in_slices('RPUSH', list, texts, 1)
+    length = replies[#replies]
+  end
+  if options.maxlen and type(length) == 'number' and length > options.maxlen then
+    redis.call('LTRIM', list, -options.maxlen, -1)
+    count_dropped(list, length - options.maxlen)
+  end
+end
+
+-- Counts `count` pushed events, by op: `ops` (op -> number), or all of `op`. A proxy's writes
+-- count them for it alone (count_pushed): they join `events` when it takes them
+-- (notifylist_take_counts), one HINCRBY per write instead of two. Only statistics.
+local function count_events(count, ops, op)
+  if not context.counter then redis.pcall('HINCRBY', STATS, 'events', count) end
+  if op then
+    pushed_by_op[op] = (pushed_by_op[op] or 0) + count
+    return
+  end
+  for name, n in pairs(ops) do pushed_by_op[name] = (pushed_by_op[name] or 0) + n end
+end
+
+-- Pushes the events (every list was checked to take them). Once per events table.
 local function push_events(events)
   if events.count == 0 then return 0 end
   local by_list = events.lists
@@ -1088,23 +1116,10 @@ local function push_events(events)
         for i = 1, texts.n do made[i] = json_event(texts[i], texts.ops[i], options, events.now) end
         texts = made
       end
-      local length
-      if texts.n == 1 then
-        length = redis.call('RPUSH', list, texts[1])
-      else
-        local replies = pcall_in_slices('RPUSH', list, texts, 1)
-        length = replies[#replies]
-      end
-      if options.maxlen and type(length) == 'number' and length > options.maxlen then
-        redis.call('LTRIM', list, -options.maxlen, -1)
-        count_dropped(list, length - options.maxlen)
-      end
+      push_to_list(list, texts, options)
     end
   end
-  -- A proxy's writes count their events for it alone (count_pushed): they join `events` when
-  -- it takes them (notifylist_take_counts), one HINCRBY per write instead of two.
-  if not context.counter then redis.pcall('HINCRBY', STATS, 'events', events.count) end
-  for op, n in pairs(events.ops) do pushed_by_op[op] = (pushed_by_op[op] or 0) + n end
+  count_events(events.count, events.ops)
   return events.count
 end
 
@@ -1987,7 +2002,18 @@ local function notifylist_write(keys, argv, allowed)
   if is_error(reply) or next(lists_by_key) == nil then
     -- No event where Redis publishes none.
   elseif SET_FAMILY[name] then
-    if command_wrote(name, reply, condition, before_exists) then
+    local lists = #keys == 1 and not reading and untimed and lists_by_key[1]
+    local list = lists and #lists == 1 and lists[1]
+    local options = list and options_of(lists[list])
+    if not command_wrote(name, reply, condition, before_exists) then
+      -- (Nothing written: no event.)
+    elseif list and lists[list].set and not options.stream and not options.with then
+      -- The common write (one key, one list, no deadline after it): its one event without
+      -- events tables.
+      if indexed[1] then unindex_key(keys[1]) end
+      push_to_list(list, event_text(keys[1], 'set'), options)
+      count_events(1, nil, 'set')
+    else
       local events = new_events(keys)
       if c then c.events = events end
       local unindexed = {}
