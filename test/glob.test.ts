@@ -3,7 +3,7 @@
 import fc from 'fast-check';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { MAX_STAR_NESTING, classifyPattern, globMatch, literalPrefix, prefixClassMatches, requiredSubstring } from '../src/notify/glob.js';
+import { MAX_STAR_NESTING, classifyPattern, globMatch, literalPrefix, literalRuns, prefixClassMatches, requiredSubstring } from '../src/notify/glob.js';
 import { startRedis, type RedisServer } from './helpers/redis-server.js';
 
 /** [pattern, key, expected]; binary strings (one char per byte). Every row is also checked on Redis. */
@@ -420,11 +420,52 @@ describe('requiredSubstring (the pattern index pre-filter)', () => {
     );
   });
 
-  it('picks the longest literal run after the prefix, skipping classes and escapes', () => {
+  it('picks the longest literal run (the prefix too), skipping classes, reading escapes as bytes', () => {
     expect(requiredSubstring('user:*:session:?x')).toBe(':session:');
     expect(requiredSubstring('*[abc]def*')).toBe('def');
-    expect(requiredSubstring('a*\\*bc*')).toBe('bc');
+    expect(requiredSubstring('a*\\*bc*')).toBe('*bc');
     expect(requiredSubstring('*[]x]yz')).toBe('x]yz');
-    expect(requiredSubstring('abc')).toBe('');
+    expect(requiredSubstring('abc')).toBe('abc');
+    expect(requiredSubstring('user:*:x')).toBe('user:');
+    expect(requiredSubstring('*?*')).toBe('');
+  });
+});
+
+describe('literalRuns (the pattern index anchors)', () => {
+  it('reads runs as globMatch does: escapes are bytes, classes and wildcards split runs', () => {
+    expect(literalRuns('')).toEqual([]);
+    expect(literalRuns('abc')).toEqual(['abc']);
+    expect(literalRuns('*:obj42:*')).toEqual([':obj42:']);
+    expect(literalRuns('a?c*:session:*')).toEqual(['a', 'c', ':session:']);
+    expect(literalRuns('ab\\*cd')).toEqual(['ab*cd']);
+    expect(literalRuns('ab\\\\cd')).toEqual(['ab\\cd']);
+    // A trailing lone backslash is a literal backslash.
+    expect(literalRuns('*ab\\')).toEqual(['ab\\']);
+    // Classes: `]` first closes at once (`[]` is empty), escapes and ranges inside, `^` negates.
+    expect(literalRuns('x[]y]z')).toEqual(['x', 'y]z']);
+    expect(literalRuns('ab[^\\]]cd[a-]]ef')).toEqual(['ab', 'cd', 'ef']);
+    expect(literalRuns('ab[a-]cd')).toEqual(['ab']); // `a-]` is a range: the class never closes
+    expect(literalRuns('abc[def')).toEqual(['abc']); // unclosed: the class runs to the end
+    expect(literalRuns('abc[de\\')).toEqual(['abc']);
+    expect(literalRuns('abc[')).toEqual(['abc']);
+    expect(literalRuns('abc[^')).toEqual(['abc']);
+  });
+
+  it('every run is in every key the pattern matches, in order and apart', () => {
+    const piece = fc.constantFrom('a', 'b', 'abc', ':', '*', '?', '[ab]', '[^a]', '[a-c]', '[]', '[^]', '\\*', '\\a', '\\', '[', ']', '^', '-', '\xff');
+    const pattern = fc.array(piece, { maxLength: 8 }).map((parts) => parts.join(''));
+    const key = fc.array(fc.constantFrom('a', 'b', 'c', 'abc', ':', '*', '\\', '[', ']', '^', '-', '\xff'), { maxLength: 8 }).map((b) => b.join(''));
+    fc.assert(
+      fc.property(pattern, key, (p, k) => {
+        if (!globMatch(p, k)) return;
+        let from = 0;
+        for (const run of literalRuns(p)) {
+          const at = k.indexOf(run, from);
+          expect(at, `${JSON.stringify(p)} ${JSON.stringify(k)} ${JSON.stringify(run)}`).toBeGreaterThanOrEqual(0);
+          from = at + run.length;
+        }
+      }),
+      { numRuns: 20_000 },
+    );
   });
 });

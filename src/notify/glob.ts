@@ -156,35 +156,45 @@ export function classifyPattern(pattern: string): PatternClass {
 }
 
 /**
- * The longest run of literal bytes after the literal prefix (outside classes, no escapes). Every
- * key the pattern matches contains it, so `key.includes(run)` is a sound, cheap pre-filter
- * before globMatch. "" when there is no such run.
+ * The runs of literal bytes of a pattern, in order, read as matchFrom reads them: `*`, `?` and
+ * `[...]` classes (as far as matchFrom takes them, an unclosed `[` to the end) end a run; `\x` is
+ * the byte x and a trailing lone `\` the byte `\`, both inside a run. A match consumes every
+ * pattern byte, so every key the pattern matches contains each run (in this order, apart).
  */
-export function requiredSubstring(pattern: string): string {
-  let longest = '';
-  let runStart = -1;
-  const endRun = (at: number): void => {
-    if (runStart >= 0 && at - runStart > longest.length) longest = pattern.slice(runStart, at);
-    runStart = -1;
-  };
-  let p = literalPrefix(pattern).length;
+export function literalRuns(pattern: string): string[] {
+  const runs: string[] = [];
+  let run = ''; // the run before `from`, escapes decoded
+  let from = 0; // start of the escape-free rest of the current run
+  let p = 0;
   while (p < pattern.length) {
     const byte = pattern.charCodeAt(p);
-    if (byte === STAR || byte === QUESTION) {
-      endRun(p);
-      p++;
-    } else if (byte === BACKSLASH) {
-      endRun(p);
+    if (byte === STAR || byte === QUESTION || byte === OPEN_BRACKET) {
+      run += pattern.slice(from, p);
+      if (run.length > 0) runs.push(run);
+      run = '';
+      p = byte === OPEN_BRACKET ? classEnd(pattern, p) : p + 1;
+      from = p;
+    } else if (byte === BACKSLASH && pattern.length - p >= 2) {
+      run += pattern.slice(from, p); // drop the `\`, keep the byte after it
+      from = p + 1;
       p += 2;
-    } else if (byte === OPEN_BRACKET) {
-      endRun(p);
-      p = classEnd(pattern, p);
     } else {
-      if (runStart < 0) runStart = p;
       p++;
     }
   }
-  endRun(pattern.length);
+  run += pattern.slice(from);
+  if (run.length > 0) runs.push(run);
+  return runs;
+}
+
+/**
+ * The longest of literalRuns(pattern) (the first of equals), "" when there is none. Every key the
+ * pattern matches contains it, so `key.includes(run)` is a sound, cheap pre-filter before
+ * globMatch.
+ */
+export function requiredSubstring(pattern: string): string {
+  let longest = '';
+  for (const run of literalRuns(pattern)) if (run.length > longest.length) longest = run;
   return longest;
 }
 
