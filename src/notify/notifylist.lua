@@ -773,7 +773,9 @@ local function check_targets(keys, lists_by_key, name, reads_after, index_free)
     refused = no_permission('run hincrby on ' .. STATS)
   end
   if refused then return refused end
-  local lists_seen, tables_seen = {}, {}
+  -- (One key: its lists table is every list, each once.)
+  local lists_seen, tables_seen = nil, nil
+  if #keys > 1 then lists_seen, tables_seen = {}, {} end
   for index, lists in pairs(lists_by_key) do
     if reads_after then
       refused = check_key_reads(keys[index])
@@ -784,11 +786,11 @@ local function check_targets(keys, lists_by_key, name, reads_after, index_free)
         if not redis.acl_check_cmd(command, VALUES, 'x', 'x') then return no_permission('run ' .. command .. ' on ' .. VALUES) end
       end
     end
-    if not tables_seen[lists] then
-      tables_seen[lists] = true
+    if not (tables_seen and tables_seen[lists]) then
+      if tables_seen then tables_seen[lists] = true end
       for _, list in ipairs(lists) do
-        if not lists_seen[list] then
-          lists_seen[list] = true
+        if not (lists_seen and lists_seen[list]) then
+          if lists_seen then lists_seen[list] = true end
           local options = options_of(lists[list])
           local problem = list_problem(list, options)
           if type(problem) == 'table' then return problem end
@@ -802,6 +804,7 @@ local function check_targets(keys, lists_by_key, name, reads_after, index_free)
     end
   end
   if not LIST_SAFE[name] then
+    lists_seen = lists_seen or lists_by_key[1] or NO_LISTS
     for _, key in ipairs(keys) do
       if lists_seen[key] then
         return redis.error_reply('ERR notifylist: ' .. name .. ' would overwrite the event list ' .. key .. ' of a key it writes')
