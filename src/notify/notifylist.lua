@@ -388,16 +388,21 @@ end
 -- Where the candidates start in the ARGV of notifylist_write (after the secret).
 local CANDIDATES_AT = 2
 local NO_LISTS = {} -- never modified
+-- t[key], a table made on first use.
+local function subtable(t, key)
+  local sub = t[key]
+  if not sub then
+    sub = {}
+    t[key] = sub
+  end
+  return sub
+end
 -- Each lists table maps its list names (array part) to their filters (list name -> the events
 -- filter: the union of the filters of the key's registrations that point at the list).
 local unions = {}
 local function union(a, b)
   if a == b then return a end
-  local by_b = unions[a]
-  if not by_b then
-    by_b = {}
-    unions[a] = by_b
-  end
+  local by_b = subtable(unions, a)
   local both = by_b[b]
   if not both then
     -- (Values copied: a filter's OPTIONS entry is its target's options, not `true`.)
@@ -412,11 +417,7 @@ end
 -- `lists` with `list` added under `filter`: one shared table per combination (the rare second
 -- filter for the same list and lists is not shared). `grown`: lists table -> list -> that table.
 local function with(grown, lists, list, filter)
-  local by_list = grown[lists]
-  if not by_list then
-    by_list = {}
-    grown[lists] = by_list
-  end
+  local by_list = subtable(grown, lists)
   local wanted = lists[list] and union(lists[list], filter) or filter
   local more = by_list[list]
   if more and more[list] == wanted then return more end
@@ -457,11 +458,7 @@ local function verified_lists(argv, first, key_count)
         from = tonumber(from)
       end
       to = math.min(tonumber(to) or from, key_count)
-      local by_list = first_lists[filter]
-      if not by_list then
-        by_list = {}
-        first_lists[filter] = by_list
-      end
+      local by_list = subtable(first_lists, filter)
       local alone = by_list[list]
       if not alone then
         alone = { list, [list] = filter }
@@ -835,12 +832,7 @@ local function arrays_of(events, lists, op)
   events.op = events.op or op
   local by_op = events.by_table
   if op ~= events.op then
-    events.by_op = events.by_op or {}
-    by_op = events.by_op[op]
-    if not by_op then
-      by_op = {}
-      events.by_op[op] = by_op
-    end
+    by_op = subtable(subtable(events, 'by_op'), op)
   end
   local arrays = by_op[lists]
   if arrays then return arrays end
