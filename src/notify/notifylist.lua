@@ -2002,11 +2002,16 @@ local function notifylist_write(keys, argv, allowed)
     local options = list and options_of(lists[list])
     if not command_wrote(name, reply, condition, before_exists) then
       -- (Nothing written: no event.)
-    elseif list and lists[list].set and not options.stream and not options.with then
-      -- The common write (one key, one list, no deadline after it): its one event without
+    elseif list and lists[list].set then
+      -- The common write (one key, one target, no deadline after it): its one event without
       -- events tables.
-      if indexed[1] then unindex_key(keys[1]) end
-      push_to_list(list, event_text(keys[1], 'set'), options)
+      local key = keys[1]
+      if indexed[1] then unindex_key(key) end
+      if options.stream then
+        push_to_stream(list, { key, n = 1, ops = { 'set' } }, options, options.with and now_ms())
+      else
+        push_to_list(list, options.with and json_event(key, 'set', options, now_ms()) or event_text(key, 'set'), options)
+      end
       count_events(1, nil, 'set')
     else
       local events = new_events(keys)
