@@ -1113,7 +1113,8 @@ describe('transparency: documented differences of rewritten writes, pinned', () 
     const b = await Twin.open();
     try {
       await a.hello3();
-      expectSame(await a.send(c('CLIENT', 'TRACKING', 'ON', 'NOLOOP'), c('SET', 'k1', 'v')), '+OK\r\n+OK\r\n');
+      // (A write that may leave a TTL reads it: SET ... EX. A plain SET reads nothing of its key.)
+      expectSame(await a.send(c('CLIENT', 'TRACKING', 'ON', 'NOLOOP'), c('SET', 'k1', 'v', 'EX', '1000')), '+OK\r\n+OK\r\n');
       expectSame(await b.send(c('SET', 'k1', 'w')), '+OK\r\n');
       const pushes = await a.drain();
       expect(pushes.direct).toBe('');

@@ -445,7 +445,7 @@ local function verified_lists(argv, first, key_count)
     local registered = current[pattern]
     if registered == nil then
       local value = redis.pcall('HGET', REGISTRY, pattern)
-      if type(value) == 'table' then return {}, first + 1 + 3 * count, no_permission('read ' .. REGISTRY) end
+      if type(value) == 'table' then return {}, first + 1 + 3 * count, redis.error_reply('NOPERM notifylist: this user has no permissions to read ' .. REGISTRY) end
       local _, _, _, _, known = registration(pattern, value)
       registered = known or false
       if count > 1 then current[pattern] = registered end
