@@ -310,6 +310,18 @@ for (const name of [...WRITE_COMMANDS.keys(), ...BLOCKING_COMMANDS.keys(), ...AD
   NAMES_BY_LENGTH.set(name.length, names);
 }
 
+/**
+ * The commands rewrite() acts on even with nothing registered (subscriptions, transactions, HELLO,
+ * SELECT, FUNCTION, SWAPDB, flushes, NOTIFYLIST.*), by length and first letter: a request with
+ * another length or first letter is forwarded as it is (one lookup: most requests when nothing is
+ * registered). Slots are shared by bytes equal modulo 32 (a slot may let others through, never miss one).
+ */
+const UNREGISTERED_SLOTS = new Uint8Array(64 * 32);
+const slotOf = (length: number, first: number): number => (length < 64 ? length : 0) * 32 + ((first | 0x20) & 31);
+for (const name of [...ADMIN_COMMANDS.keys(), ...FLUSH_COMMANDS, ...SUBSCRIBE_COMMANDS, ...TRANSACTION_COMMANDS, 'hello', 'select', 'swapdb', 'function']) {
+  UNREGISTERED_SLOTS[slotOf(name.length, name.charCodeAt(0))] = 1;
+}
+
 function commandName(frame: RequestFrame): string | undefined {
   if (frame.argc === 0) return undefined;
   const names = NAMES_BY_LENGTH.get(frame.argLength(0));
@@ -437,6 +449,7 @@ export class Rewriter {
   }
 
   rewrite(frame: RequestFrame, candidates: SessionState): Rewrite {
+    if (nothingRegistered(candidates) && (frame.argc === 0 || UNREGISTERED_SLOTS[slotOf(frame.argLength(0), frame.argFirstByte(0))] === 0)) return FORWARD;
     const name = commandName(frame);
     if (name === undefined) return FORWARD;
     if (SUBSCRIBE_COMMANDS.has(name)) {

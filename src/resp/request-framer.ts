@@ -129,7 +129,8 @@ const FAILED = -2;
 const LIMITED = -3;
 
 const EMPTY = Buffer.alloc(0);
-const INITIAL_ARGS = 64;
+// 16 (64 bytes each): V8 keeps typed arrays this small on its heap, cheap to make per connection.
+const INITIAL_ARGS = 16;
 const SHRINK_ARGS_ABOVE = 4096;
 
 /** C isspace() in the "C" locale. */
@@ -227,6 +228,15 @@ export class RequestFrame {
 
   argLength(i: number): number {
     return this.inline ? this._inlineArgs[i].length : this._len[i];
+  }
+
+  /** The first byte of argument i; -1 if it is empty. */
+  argFirstByte(i: number): number {
+    if (this.inline) {
+      const a = this._inlineArgs[i];
+      return a.length === 0 ? -1 : a[0];
+    }
+    return this._len[i] === 0 ? -1 : this.buf[this.start + this._off[i]];
   }
 
   /** The i-th argument as a binary (latin1) string. */
@@ -432,6 +442,15 @@ export class RequestFramer {
 
     // Frames inside the chunk are reported in place.
     while (cpos < clen) {
+      if (chunk[cpos] === 42) {
+        const end = this.wholeMultibulk(chunk, cpos, clen);
+        if (end > 0) {
+          this.emit(chunk, cpos, end, onFrame);
+          cpos = end;
+          if (this.stopRequested) return this.stopAt(chunk.subarray(cpos));
+          continue;
+        }
+      }
       this.beginFrame(chunk[cpos]);
       const r = this.parse(chunk, cpos, clen);
       if (r >= 0) {
@@ -452,6 +471,62 @@ export class RequestFramer {
       return null;
     }
     return null;
+  }
+
+  /**
+   * The usual request, in one pass: a multibulk frame wholly in b[base, lim) whose count and bulk
+   * lengths are plain decimal numbers (no sign, no leading zero, at most 9 digits) within the limits
+   * in force and the argument arrays. Returns its end offset, with the arguments recorded as
+   * parse() records them; or 0 for anything else (incomplete, unusual, malformed), which parse()
+   * then reads from the frame's first byte (nothing here changes the framer's state before success).
+   */
+  private wholeMultibulk(b: Buffer, base: number, lim: number): number {
+    // Count line: '*', digits, '\r', and one more byte (Redis does not check that it is '\n').
+    let p = base + 1;
+    let c = p < lim ? b[p] : 0;
+    if (c < 49 || c > 57) return 0;
+    let count = c - 48;
+    const countEnd = p + 10;
+    for (p++; p < lim; p++) {
+      c = b[p];
+      if (c < 48 || c > 57) break;
+      count = count * 10 + (c - 48);
+    }
+    if (c !== 13 || p >= countEnd || p + 2 > lim || count > this.mbulkLimit || count > this.off.length) return 0;
+    p += 2;
+    const off = this.off;
+    const len = this.len;
+    const hdr = this.hdr;
+    const bulkLimit = this.bulkLimit;
+    for (let k = 0; k < count; k++) {
+      // Header line: '$', digits, '\r', one more byte; then the data and 2 unchecked bytes.
+      const header = p;
+      if (p + 1 >= lim || b[p] !== 36) return 0;
+      p++;
+      c = b[p];
+      if (c < 48 || c > 57) return 0;
+      let bulk = c - 48;
+      const digitsEnd = p + 9;
+      p++;
+      if (bulk !== 0) {
+        for (; p < lim; p++) {
+          c = b[p];
+          if (c < 48 || c > 57) break;
+          bulk = bulk * 10 + (c - 48);
+        }
+        if (p > digitsEnd) return 0;
+      }
+      if (p >= lim || b[p] !== 13 || bulk > bulkLimit) return 0;
+      const data = p + 2;
+      p = data + bulk + 2;
+      if (p > lim) return 0;
+      off[k] = data - base;
+      len[k] = bulk;
+      hdr[k] = header - base;
+    }
+    this.argc = count;
+    this.state = ST_MB_DATA; // (emit: not inline; back to ST_IDLE)
+    return p;
   }
 
   private stopAt(rest: Buffer): null {
