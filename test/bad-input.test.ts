@@ -366,6 +366,40 @@ describe('memory stays bounded (proxy in a child process)', () => {
   });
 });
 
+describe('replies queued for a client that reads slowly', () => {
+  // The proxy reads Redis's replies into a buffer it reuses (src/upstream/endpoint.ts); a reply
+  // still queued for the client must keep its own bytes. Every value differs, so a buffer reused
+  // too early shows as wrong bytes somewhere.
+  it('every reply arrives byte-exact while earlier ones wait in the client socket', async () => {
+    const keys = 300;
+    const size = 24 * 1024;
+    const valueOf = (i: number): Buffer => {
+      const value = Buffer.alloc(size);
+      for (let p = 0; p < size; p++) value[p] = (p * 31 + i * 17 + (p >> 8)) & 0xff;
+      return value;
+    };
+    const writer = direct.pipeline();
+    for (let i = 0; i < keys; i++) writer.set(`slowread:${i}`, valueOf(i));
+    await writer.exec();
+    const reader = await RawClient.connect(proxy.port);
+    reader.socket.pause();
+    const requests = Buffer.concat(Array.from({ length: keys }, (_, i) => command('GET', `slowread:${i}`)));
+    reader.send(requests);
+    await sleep(300); // Redis answers everything meanwhile; the proxy queues what the client does not take
+    reader.socket.resume();
+    const got = await reader.replies(keys, 30_000);
+    reader.close();
+    let at = 0;
+    for (let i = 0; i < keys; i++) {
+      const expected = Buffer.concat([Buffer.from(`$${size}\r\n`), valueOf(i), Buffer.from('\r\n')]);
+      const actual = got.subarray(at, at + expected.length);
+      expect(actual.equals(expected), `reply ${i}`).toBe(true);
+      at += expected.length;
+    }
+    expect(at).toBe(got.length);
+  });
+});
+
 describe('lost upstream', () => {
   it("CLIENT KILL of a client's upstream connection: earlier replies arrive, then its connection closes; others are fine", async () => {
     const victim = await RawClient.connect(proxy.port);

@@ -117,7 +117,10 @@ export class Session {
     this.watchFirstReply = authenticated && options.initialDb === 0;
     client.setNoDelay(true);
     client.pause(); // nothing is read until the upstream connection is there
-    const link = options.upstream.open(() => this.closeForFailover());
+    const link = options.upstream.open(
+      () => this.closeForFailover(),
+      (chunk) => this.fromUpstream(chunk),
+    );
     const upstream = link.socket;
     this.upstream = upstream;
 
@@ -132,7 +135,6 @@ export class Session {
       }
       client.resume();
     });
-    upstream.on('data', (chunk: Buffer) => this.fromUpstream(chunk));
     // Redis's last reply before it reset a connection the client kept writing to (after QUIT).
     keepLastReplies(upstream, (chunk) => this.fromUpstream(chunk));
     upstream.on('drain', () => {
@@ -377,8 +379,11 @@ export class Session {
     let authenticates = false;
     if (frame.argc > 0) {
       if (this.counting) this.requestsSent++;
+      const nameLength = frame.argLength(0);
       if (!this.state.authenticated) {
         authenticates = this.trackAuth(frame);
+      } else if (nameLength !== 4 && nameLength !== 5) {
+        // Neither AUTH, HELLO nor RESET (hot path).
       } else if (isReset(frame)) {
         this.state.users = ['default'];
         this.state.subscribed = false; // RESET unsubscribes too
@@ -388,7 +393,7 @@ export class Session {
         this.state.db = 0; // and to database 0
         this.state.queuedDb = null;
         if (this.options.authRequired()) this.unauthenticatedByReset();
-      } else if (frame.argLength(0) === 4 || frame.argLength(0) === 5) {
+      } else {
         // AUTH / HELLO ... AUTH of an authenticated client: its reply is not read (hot path), so
         // the connection may be either user from now on (see SessionState.users).
         const attempt = authAttempt(frame);
@@ -511,15 +516,29 @@ export class Session {
     this.client.removeAllListeners('data');
   }
 
-  private fromUpstream(chunk: Buffer): void {
+  /**
+   * What Redis sent. `chunk` may be in the link's reused read buffer (see Reader): it is copied
+   * before anything may keep a piece of it; true when the write to the client still references it.
+   */
+  private fromUpstream(chunk: Buffer): boolean {
     if (this.watchFirstReply) {
       this.watchFirstReply = false;
       if (chunk.toString('latin1', 0, 7) === '-NOAUTH') this.options.recheckAuth();
     }
+    const drain = this.drainState;
+    if (this.counting || this.replyMarkers !== null || drain !== null) return this.filterReplies(Buffer.from(chunk), drain);
+    // Pass-through (hot path): written as it is; kept if the write is queued.
+    const client = this.client;
+    if (!client.write(chunk)) this.upstream.pause();
+    if (this.resetSync !== null) this.watchReset(chunk);
+    return client.writableLength > 0;
+  }
+
+  /** fromUpstream for a chunk of its own (copied): replies read, markers and drain filtered. */
+  private filterReplies(chunk: Buffer, drain: SessionDrain | null): false {
     const raw = chunk;
     if (this.counting) chunk = this.readReplies(chunk);
     if (this.replyMarkers !== null) chunk = this.replyMarkers.filter(chunk);
-    const drain = this.drainState;
     if (drain !== null) chunk = drain.filter(chunk);
     if (chunk.length > 0 && !this.client.write(chunk)) this.upstream.pause();
     // Drained: every reply is back; the client's connection ends once they are written.
@@ -529,6 +548,7 @@ export class Session {
       else this.upstream.destroy();
     }
     if (this.resetSync !== null) this.watchReset(raw);
+    return false;
   }
 
   /** See `resetSync`. */

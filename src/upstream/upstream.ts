@@ -9,7 +9,7 @@ import { EventEmitter } from 'node:events';
 import type { Socket } from 'node:net';
 import { AbstractConnector, Redis, type RedisOptions } from 'ioredis';
 import type { ProxyConfig, UpstreamAddress } from '../config.js';
-import { endpointName, openSocket, sameEndpoint, type Endpoint, type OpenSocket } from './endpoint.js';
+import { endpointName, openSocket, sameEndpoint, type Endpoint, type OpenSocket, type Reader } from './endpoint.js';
 import { MasterLocator } from './sentinel.js';
 import { UpstreamTls } from './tls.js';
 import type { Log } from '../operations/logger.js';
@@ -121,15 +121,16 @@ export class Upstream extends EventEmitter {
   /**
    * A connection for a client session, to the current master (or, while none is confirmed, to the
    * next one, once confirmed, within --connect-timeout-ms). `onFailover` runs when the master
-   * moves away from where this connection goes.
+   * moves away from where this connection goes. What Redis sends goes to `reader` (see Reader:
+   * no 'data' events on a plain socket).
    */
-  open(onFailover: () => void): UpstreamLink {
+  open(onFailover: () => void, reader: Reader): UpstreamLink {
     const master = this.master;
     const target = master ?? this.locator!.whenKnown(this.connectTimeoutMs);
-    const link = openSocket(target, this.tls);
-    this.track(link.socket, target, onFailover);
     // Sentinel: a reply that only a replica gives means the master moved (cheap: two searches per chunk).
-    if (this.locator) link.socket.on('data', (chunk: Buffer) => this.scanReply(chunk));
+    const read: Reader = this.locator ? (chunk) => (this.scanReply(chunk), reader(chunk)) : reader;
+    const link = openSocket(target, this.tls, read);
+    this.track(link.socket, target, onFailover);
     return { ...link, name: this.name };
   }
 
