@@ -51,6 +51,14 @@ beforeEach(async () => {
 });
 
 describe('event targets produce no events of their own', () => {
+  it("a plain SET to another registration's target gives no event to the list of the pattern it matches", async () => {
+    expect(await client.call('NOTIFYLIST.SET', 'tq:*', 'tq-events')).toBe('OK');
+    expect(await client.call('NOTIFYLIST.SET', 'other:*', 'tq:list')).toBe('OK');
+    expect(await client.set('tq:list', 'v')).toBe('OK'); // a target (of other:*), matching tq:*
+    expect(await client.set('tq:1', 'v')).toBe('OK');
+    expect(await events('tq-events')).toEqual([{ key: 'tq:1', op: 'set' }]);
+  });
+
   it('a write to a target whose name matches its own pattern runs plainly: no error, no event, and it can be deleted through the proxy', async () => {
     expect(await client.call('NOTIFYLIST.SET', 'lp*', 'lpx')).toBe('OK');
     expect(await client.set('lpx', 'hello')).toBe('OK');
@@ -321,6 +329,27 @@ describe('the internal rights a write needs are checked before anything is writt
     } finally {
       limited.disconnect();
       await direct.call('ACL', 'DELUSER', 'nocount');
+    }
+  });
+
+  it('WITH fields: a plain SET without +time, or (WITH value) without the rights on the value copies, is refused and changes nothing', async () => {
+    await client.call('NOTIFYLIST.SET', 'leanw:*', 'leanw_events', 'WITH', 'value', 'ts');
+    const base = ['reset', 'on', '>pw', '+set', '+fcall', '+hget', '+zscore', '+type', '+rpush', '+hincrby',
+      '~leanw:*', '~leanw_events', '%R~notifylist:registry', '%R~notifylist:targets', '%R~notifylist:expiry', '~notifylist:stats'];
+    await direct.call('ACL', 'SETUSER', 'notime', ...base, '~notifylist:values', '+hset', '+hdel');
+    await direct.call('ACL', 'SETUSER', 'novalues', ...base, '+time');
+    const notime = new Redis(proxy.port, { username: 'notime', password: 'pw' });
+    const novalues = new Redis(proxy.port, { username: 'novalues', password: 'pw' });
+    try {
+      await expect(notime.set('leanw:1', 'v')).rejects.toThrow(/^NOPERM notifylist: this user has no permissions to run time$/);
+      await expect(novalues.set('leanw:1', 'v')).rejects.toThrow(/^NOPERM notifylist: this user has no permissions to run hget on notifylist:values$/);
+      expect(await direct.exists('leanw:1', 'leanw_events')).toBe(0);
+      expect(await client.set('leanw:1', 'v')).toBe('OK');
+      expect((await events('leanw_events')).map((e) => [e.key, e.op])).toEqual([['leanw:1', 'set']]);
+    } finally {
+      notime.disconnect();
+      novalues.disconnect();
+      await direct.call('ACL', 'DELUSER', 'notime', 'novalues');
     }
   });
 });
