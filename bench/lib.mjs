@@ -279,3 +279,22 @@ export function machineInfo() {
     nutcracker: (hasBinary('nutcracker') ?? 'not installed').split('\n')[0].replace(/^This is /, ''),
   };
 }
+
+/** The bare Node pipe (scripts/socket-pipe.mjs): one upstream connection per client, bytes copied
+ * both ways; the floor of any Node proxy. Resolves once it answers PING. */
+export async function startPipe(redisPort) {
+  const port = await freePort();
+  const child = spawnTracked(`socket-pipe:${port}`, process.execPath, [
+    path.join(ROOT, 'scripts', 'socket-pipe.mjs'), '--port', String(port), '--upstream', `127.0.0.1:${redisPort}`,
+  ]);
+  const deadline = Date.now() + 15_000;
+  for (;;) {
+    if (child.exited) throw new Error(`socket-pipe exited during start-up:\n${child.output}`);
+    try {
+      if ((await cli(port, 'PING')) === 'PONG') break;
+    } catch { /* not up yet */ }
+    if (Date.now() > deadline) throw new Error('socket-pipe did not answer PING');
+    await sleep(50);
+  }
+  return { port, child };
+}

@@ -18,8 +18,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import {
-  ROOT, cleanup, cpuSeconds, machineInfo, makeTempDir, median, redisBenchmark, spawnTracked, startProxy, startRedis,
-  freePort, cli, sleep,
+  cleanup, cpuSeconds, machineInfo, makeTempDir, median, redisBenchmark, startPipe, startProxy, startRedis,
 } from './lib.mjs';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? '3');
@@ -35,22 +34,6 @@ const wanted = process.env.BENCH_CASES?.split(',').map((c) => c.trim());
 const CASES = ALL_CASES.filter((c) => !wanted || wanted.includes(`${c.clients}x${c.pipeline}`));
 const log = (line) => process.stdout.write(`${line}\n`);
 
-async function startPipe(redisPort) {
-  const port = await freePort();
-  const child = spawnTracked(`socket-pipe:${port}`, process.execPath, [
-    path.join(ROOT, 'scripts', 'socket-pipe.mjs'), '--port', String(port), '--upstream', `127.0.0.1:${redisPort}`,
-  ]);
-  const deadline = Date.now() + 15_000;
-  for (;;) {
-    if (child.exited) throw new Error(`socket-pipe exited during start-up:\n${child.output}`);
-    try {
-      if ((await cli(port, 'PING')) === 'PONG') break;
-    } catch { /* not up yet */ }
-    if (Date.now() > deadline) throw new Error('socket-pipe did not answer PING');
-    await sleep(50);
-  }
-  return { port, child };
-}
 
 /** read and write system calls a process made so far (/proc/<pid>/io, Linux); NaN elsewhere. */
 function syscalls(pid) {

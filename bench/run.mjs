@@ -23,8 +23,8 @@ import { RELOAD_MESSAGE } from '../dist/notify/changes.js';
 import { internalNames } from '../dist/notify/names.js';
 import { spawnSync } from 'node:child_process';
 import {
-  BENCH_DIR, ROOT, cleanup, cli, cpuSeconds, freePort, machineInfo, makeTempDir, median, redisBenchmark, sleep,
-  spawnTracked, startProxy, startRedis, startTwemproxy,
+  BENCH_DIR, ROOT, cleanup, cli, cpuSeconds, machineInfo, makeTempDir, median, redisBenchmark, sleep,
+  startPipe, startProxy, startRedis, startTwemproxy,
 } from './lib.mjs';
 
 const NAMES = internalNames(DEFAULTS.prefix);
@@ -50,14 +50,6 @@ function positiveInt(text, name) {
 
 const log = (line) => process.stdout.write(`${line}\n`);
 
-/** The bare Node pipe (scripts/socket-pipe.mjs): one upstream connection per client, bytes copied. */
-async function startPipe(redisPort) {
-  const port = await freePort();
-  const child = spawnTracked(`socket-pipe:${port}`, process.execPath, [path.join(ROOT, 'scripts', 'socket-pipe.mjs'), '--port', String(port), '--upstream', `127.0.0.1:${redisPort}`]);
-  for (let i = 0; i < 100 && !/listening/.test(child.output); i++) await sleep(50);
-  if (!/listening/.test(child.output)) throw new Error(`socket-pipe did not start: ${child.output}`);
-  return { port, child };
-}
 
 /** --workers arrives with another part of issue 9: its row is run only once the CLI has it. */
 function cliHasWorkers() {
