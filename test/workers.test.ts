@@ -131,6 +131,21 @@ describe('--workers 2', () => {
     expect((await waitFor(() => httpGet(metricsPort, '/readyz'), (answer) => answer.status === 200, 10_000)).status).toBe(200);
   });
 
+  it('/readyz while Redis hangs (SIGSTOP): the reason is Redis, not a worker that did not answer in time', async () => {
+    // A worker waits for Redis's PING up to its own bound; the primary waits for the worker longer.
+    const redis = await redisServer();
+    const { metricsPort } = await startWorkers(redis);
+    redis.process!.kill('SIGSTOP');
+    try {
+      const down = await httpGet(metricsPort, '/readyz');
+      expect(down.status).toBe(503);
+      expect(down.body).toMatch(/^not ready: worker 1: Redis at 127\.0\.0\.1:\d+ does not answer\n$/);
+    } finally {
+      redis.process!.kill('SIGCONT');
+    }
+    expect((await waitFor(() => httpGet(metricsPort, '/readyz'), (answer) => answer.status === 200, 10_000)).status).toBe(200);
+  });
+
   it('a start-up error is one stderr line and exit 1; the TLS port and the Unix socket are shared too', async () => {
     const closed = await freePort();
     const failed = await runCli(['--port', String(await freePort()), '--upstream', `redis://127.0.0.1:${closed}`, '--workers', '2']);

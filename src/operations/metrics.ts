@@ -15,7 +15,7 @@ export const TARGET_SAMPLE_MAX = 1000;
 /** Samples of Redis (index, targets) are reused for this long (several scrapers). */
 const SAMPLE_REUSE_MS = 1000;
 /** A sample or PING that Redis does not answer within this long counts as no answer. */
-const REDIS_ANSWER_TIMEOUT_MS = 1000;
+export const REDIS_ANSWER_TIMEOUT_MS = 1000;
 
 export interface MetricSources {
   controlPlane: ControlPlane;

@@ -14,6 +14,7 @@ import { AggregatorRegistry, type Registry } from 'prom-client';
 import type { ProxyConfig } from '../config.js';
 import type { Log, LogFields } from './logger.js';
 import { startOperationsServer, type OperationsServer } from './http.js';
+import { REDIS_ANSWER_TIMEOUT_MS } from './metrics.js';
 
 const LISTENING = 'notifylist:listening';
 const READY_ASK = 'notifylist:ready?';
@@ -25,8 +26,11 @@ const RESTART_MIN_MS = 100;
 const RESTART_MAX_MS = 10_000;
 /** A worker that ran this long before dying is restarted after the minimum delay again. */
 const STABLE_AFTER_MS = 10_000;
-/** How long a worker has to answer whether it is ready. */
-const READY_ANSWER_MS = 1000;
+/**
+ * How long a worker has to answer whether it is ready: longer than it waits for Redis itself (a
+ * PING on a connection whose Redis just died takes that long), so that its reason is the answer.
+ */
+const READY_ANSWER_MS = REDIS_ANSWER_TIMEOUT_MS + 1000;
 /** After a stop, workers still there this long after --drain-ms (their own bound) are killed. */
 const STOP_MARGIN_MS = 5000;
 
