@@ -5,12 +5,14 @@
 // (HGET registry, HGET targets, ZSCORE index, TYPE target, SET, RPUSH, HINCRBY), with no other logic.
 // Interleaved rounds, medians. See README, "Benchmark".
 //
-// Usage: node bench/function-floor.mjs   (BENCH_ROUNDS default 3, BENCH_REQUESTS default 400000)
+// Usage: node bench/function-floor.mjs   (BENCH_ROUNDS default 3, BENCH_REQUESTS default 400000,
+//   BENCH_PIPELINE default 16)
 import { Redis } from 'ioredis';
 import { cleanup, cpuSeconds, machineInfo, makeTempDir, median, run, startRedis } from './lib.mjs';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? '3');
 const REQUESTS = Number(process.env.BENCH_REQUESTS ?? '400000');
+const PIPELINE = Number(process.env.BENCH_PIPELINE ?? '16');
 
 const LIBRARY = `#!lua name=floor
 redis.register_function('empty', function() return 1 end)
@@ -54,12 +56,12 @@ try {
     for (const c of round % 2 === 0 ? CASES : [...CASES].reverse()) {
       await direct.del('floor_events');
       const before = cpuSeconds(redis.child.process.pid);
-      await run('redis-benchmark', ['-p', String(redis.port), '-c', '50', '-n', String(REQUESTS), '-P', '16', '-r', '100000', '-q', ...c.command], { timeoutMs: 600_000 });
+      await run('redis-benchmark', ['-p', String(redis.port), '-c', '50', '-n', String(REQUESTS), '-P', String(PIPELINE), '-r', '100000', '-q', ...c.command], { timeoutMs: 600_000 });
       // (Round 0 warms up, not counted.)
       if (round > 0) us.get(c.name).push(((cpuSeconds(redis.child.process.pid) - before) * 1e6) / REQUESTS);
     }
   }
-  console.log(`Redis CPU µs per call, -P 16 -c 50, ${REQUESTS} per run, median of ${ROUNDS}`);
+  console.log(`Redis CPU µs per call, -P ${PIPELINE} -c 50, ${REQUESTS} per run, median of ${ROUNDS}`);
   for (const [name, values] of us) console.log(`${median(values).toFixed(2).padStart(7)}  ${name}  (${values.map((v) => v.toFixed(1)).join(' ')})`);
   direct.disconnect();
 } catch (error) {
