@@ -673,14 +673,21 @@ end
 
 -- What the library runs on its internal keys for a registered key: refused up front, not halfway.
 local INDEX_READS = { 'zscore', 'zrem', 'zrange' }
+-- Refuses, before anything is written, a user who may not run HGET, HSET and HDEL on `hash`.
+local function check_hash_rights(hash)
+  for _, command in ipairs({ 'hget', 'hset', 'hdel' }) do
+    if not redis.acl_check_cmd(command, hash, 'x', 'x') then return no_permission('run ' .. command .. ' on ' .. hash) end
+  end
+  return nil
+end
+
 local function check_internal_access()
   for _, command in ipairs(INDEX_READS) do
     if not redis.acl_check_cmd(command, EXPIRY, 'x', 'x') then return no_permission('run ' .. command .. ' on ' .. EXPIRY) end
   end
   if not redis.acl_check_cmd('zadd', EXPIRY, '0', 'x') then return no_permission('run zadd on ' .. EXPIRY) end
-  for _, command in ipairs({ 'hget', 'hset', 'hdel' }) do
-    if not redis.acl_check_cmd(command, TAGS, 'x', 'x') then return no_permission('run ' .. command .. ' on ' .. TAGS) end
-  end
+  local refused = check_hash_rights(TAGS)
+  if refused then return refused end
   if not redis.acl_check_cmd('hincrby', STATS, 'events', '1') then return no_permission('run hincrby on ' .. STATS) end
   if not redis.acl_check_cmd('time') then return no_permission('run time') end
   if not redis.acl_check_cmd('publish', WAKE, 'x') then return no_permission('publish to ' .. WAKE) end
@@ -779,9 +786,8 @@ local function check_targets(keys, lists_by_key, name, reads_after, index_free)
       if refused then return refused end
     end
     if wants_values(lists) then
-      for _, command in ipairs({ 'hget', 'hset', 'hdel' }) do
-        if not redis.acl_check_cmd(command, VALUES, 'x', 'x') then return no_permission('run ' .. command .. ' on ' .. VALUES) end
-      end
+      refused = check_hash_rights(VALUES)
+      if refused then return refused end
     end
     if not (tables_seen and tables_seen[lists]) then
       if tables_seen then tables_seen[lists] = true end
@@ -1840,6 +1846,9 @@ local function arrive_in_other_db(db, key, argv, now, ops)
   sync_index(key, nil, false, usable)
 end
 
+-- notifylist_write and what only it uses, in a block: the main chunk is at Lua's limit of 200 locals.
+local notifylist_write
+do
 -- The commands whose reply for "nothing" is a null array, and those whose integer reply may be
 -- above 2^53 (exact: the value they left, read back).
 local NULL_ARRAY_REPLIES = { lpop = true, rpop = true, lmpop = true, zmpop = true, xreadgroup = true, blpop = true,
@@ -1868,9 +1877,17 @@ end
 -- this returns nil, having written nothing, and the general path runs and gives its own answer.
 -- Each check names the general path's step it stands for; test/write-guarantees.test.ts and the
 -- events oracle hold the two to the same results.
--- (In a block with notifylist_write: the main chunk is at Lua's limit of 200 locals.)
-local notifylist_write
-do
+-- The one event of a one-key, one-target write, without events tables (`now` for WITH fields).
+local function push_one_event(key, op, list, options)
+  local now = options.with and now_ms()
+  if options.stream then
+    push_to_stream(list, { key, n = 1, ops = { op } }, options, now)
+  else
+    push_to_list(list, now and json_event(key, op, options, now) or event_text(key, op), options)
+  end
+  count_events(1, nil, op)
+end
+
 local function plain_set(keys, argv, allowed)
   local key = keys[1]
   local pattern, list, command = argv[CANDIDATES_AT + 2], argv[CANDIDATES_AT + 3], argv[CANDIDATES_AT + 4]
@@ -1892,21 +1909,10 @@ local function plain_set(keys, argv, allowed)
   local with = options.with
   if not redis.acl_check_cmd('hincrby', STATS, 'events', '1') or list_problem(list, options) ~= nil
     or (with and not redis.acl_check_cmd('time')) then return nil end
-  if with and with.value then
-    for _, name in ipairs({ 'hget', 'hset', 'hdel' }) do
-      if not redis.acl_check_cmd(name, VALUES, 'x', 'x') then return nil end
-    end
-  end
+  if with and with.value and check_hash_rights(VALUES) then return nil end
   local reply = redis.pcall(command, key, argv[CANDIDATES_AT + 6])
   if is_error(reply) then return reply end
-  -- the one-event path of the general path
-  local now = with and now_ms()
-  if options.stream then
-    push_to_stream(list, { key, n = 1, ops = { 'set' } }, options, now)
-  else
-    push_to_list(list, now and json_event(key, 'set', options, now) or event_text(key, 'set'), options)
-  end
-  count_events(1, nil, 'set')
+  push_one_event(key, 'set', list, options)
   count_pushed()
   return reply
 end
@@ -2060,14 +2066,8 @@ function notifylist_write(keys, argv, allowed)
     elseif list and lists[list].set then
       -- The common write (one key, one target, no deadline after it): its one event without
       -- events tables.
-      local key = keys[1]
-      if indexed[1] then unindex_key(key) end
-      if options.stream then
-        push_to_stream(list, { key, n = 1, ops = { 'set' } }, options, options.with and now_ms())
-      else
-        push_to_list(list, options.with and json_event(key, 'set', options, now_ms()) or event_text(key, 'set'), options)
-      end
-      count_events(1, nil, 'set')
+      if indexed[1] then unindex_key(keys[1]) end
+      push_one_event(keys[1], 'set', list, options)
     else
       local events = new_events(keys)
       if c then c.events = events end
