@@ -311,14 +311,15 @@ for (const name of [...WRITE_COMMANDS.keys(), ...BLOCKING_COMMANDS.keys(), ...AD
 }
 
 /**
- * The commands rewrite() acts on even with nothing registered (subscriptions, transactions, HELLO,
- * SELECT, FUNCTION, SWAPDB, flushes, NOTIFYLIST.*), by length and first letter: a request with
- * another length or first letter is forwarded as it is (one lookup: most requests when nothing is
- * registered). Slots are shared by bytes equal modulo 32 (a slot may let others through, never miss one).
+ * The commands rewrite() acts on even with nothing registered (the branches before its
+ * nothingRegistered checks: subscriptions, transactions, HELLO, SELECT, FUNCTION, NOTIFYLIST.*), by
+ * length and first letter: a request with another length or first letter is forwarded as it is
+ * (one lookup: most requests when nothing is registered). Slots are shared by bytes equal modulo 32
+ * (a slot may let others through, never miss one).
  */
 const UNREGISTERED_SLOTS = new Uint8Array(64 * 32);
 const slotOf = (length: number, first: number): number => (length < 64 ? length : 0) * 32 + ((first | 0x20) & 31);
-for (const name of [...ADMIN_COMMANDS.keys(), ...FLUSH_COMMANDS, ...SUBSCRIBE_COMMANDS, ...TRANSACTION_COMMANDS, 'hello', 'select', 'swapdb', 'function']) {
+for (const name of [...ADMIN_COMMANDS.keys(), ...SUBSCRIBE_COMMANDS, ...TRANSACTION_COMMANDS, 'hello', 'select', 'function']) {
   UNREGISTERED_SLOTS[slotOf(name.length, name.charCodeAt(0))] = 1;
 }
 
