@@ -9,6 +9,8 @@
 //   (e.g. 'WITH value ts')
 import path from 'node:path';
 import { Redis } from 'ioredis';
+import { DEFAULTS } from '../dist/config.js';
+import { internalNames } from '../dist/notify/names.js';
 import { cleanup, cli, cpuSeconds, machineInfo, makeTempDir, median, redisBenchmark, startProxy, startRedis } from './lib.mjs';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? '6');
@@ -24,11 +26,11 @@ try {
   const proxy = await startProxy(redis.port);
   console.log(`NOTIFYLIST.SET key:* ${LIST} ${OPTIONS.join(' ')}: ${await cli(proxy.port, 'NOTIFYLIST.SET', 'key:*', LIST, ...OPTIONS)}`);
   const direct = new Redis(redis.port);
-  const secret = await direct.get('notifylist:secret');
+  const secret = await direct.get(internalNames(DEFAULTS.prefix).secret);
   const libraries = [];
   for (const dir of builds) {
     const { librarySource } = await import(path.join(dir, 'dist', 'notify', 'control-plane.js'));
-    libraries.push({ dir, source: librarySource('notifylist:', secret), us: [] });
+    libraries.push({ dir, source: librarySource(DEFAULTS.prefix, secret), us: [] });
   }
   // Warm-up (the proxy's JIT, connection set-up), not counted.
   await redisBenchmark(proxy.port, { clients: 50, requests: REQUESTS, pipeline: 16, tests: 'set' });
